@@ -181,7 +181,11 @@ def iter_wiki(path: str | None = None) -> Iterator[str]:
 
 
 def read_wiki(limit: int | None = None, path: str | None = None) -> tuple[list[str], int]:
-    """The first ``limit`` clean wiki sentences (all when None) and how many were rejected."""
+    """The first ``limit`` clean wiki sentences (all when None) and how many were rejected.
+
+    ``skipped`` counts the pysbd sentences that failed ``is_prose`` before the limit was reached
+    (headings, list items, tables and reference sections are dropped earlier and not counted).
+    """
     texts: list[str] = []
     skipped = 0
     if limit is not None and limit <= 0:
@@ -478,6 +482,10 @@ class CostBalancedBatchSampler(Sampler[list[int]]):
        in exactly one batch of exactly one process. Processes may get different numbers of batches.
 
     Iterating yields this ``rank``'s batches (lists of dataset indices), most expensive first.
+
+    Use it with ``Trainer(use_distributed_sampler=False)``. It deliberately is no ``BatchSampler``
+    subclass and has no ``drop_last`` attribute: either would make Lightning try to rebuild it
+    around its own sampler for prediction (it only warns that it cannot check ``drop_last``).
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, rank: int = 0, world_size: int = 1):
