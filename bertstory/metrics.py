@@ -109,33 +109,38 @@ def masked_argmax(dist: Tensor, keys: Tensor) -> Tensor:
     return dist.masked_fill(~keys, -math.inf).argmax(dim=-1)
 
 
-def average_ranks(x: Tensor, keys: Tensor) -> Tensor:
-    """1-based ranks of each row among its non-padding keys, ties get their average rank; 0 at padding.
+def centred_ranks(x: Tensor, keys: Tensor, lengths: Tensor) -> Tensor:
+    """Twice the centred average rank of each row among its non-padding keys; 0 at padding keys.
 
-    ``rank_j = (#{k: x_k < x_j} + #{k: x_k <= x_j} + 1) / 2`` over valid ``k``: float64 (...,n) from
-    x (...,n) and keys (bool, broadcastable to x).
+    With ``rank_j`` the 1-based rank of ``x_j`` among the ``n_b`` non-padding keys, ties getting their
+    average rank (so the mean rank is ``(n_b+1)/2``):
+    ``2 rank_j - (n_b+1) = #{k: x_k < x_j} + #{k: x_k <= x_j} - n_b``, an integer.
+    float64 (B,L,H,n,n) from x (B,L,H,n,n), keys (B,1,1,1,n) bool and lengths ``n_b`` (B,).
     """
     filled = x.masked_fill(~keys, math.inf)
     ordered = filled.sort(dim=-1).values
-    below = torch.searchsorted(ordered, filled, side="left")
-    upto = torch.searchsorted(ordered, filled, side="right")
-    return ((below + upto + 1).to(torch.float64) * 0.5).masked_fill(~keys, 0.0)
+    below = torch.searchsorted(ordered, filled, side="left", out_int32=True)
+    upto = torch.searchsorted(ordered, filled, side="right", out_int32=True)
+    centred = (below + upto).to(torch.float64).sub_(lengths[:, None, None, None, None])
+    return centred.masked_fill_(~keys, 0.0)
 
 
 def spearman_rows(p: Tensor, q: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
     """Spearman correlation of rows ``p_i`` and ``q_i`` over the ``n_b`` non-padding keys.
 
-    Pearson correlation of :func:`average_ranks` (mean rank ``(n_b+1)/2``). Returns ``rho`` (B,L,H,n)
-    float64 and ``defined`` (B,L,H,n) bool: False where either row is constant over its keys
-    (zero rank variance); ``rho`` is 0 there.
+    The Pearson correlation of the average ranks, ``sum_j r_j s_j / sqrt(sum_j r_j^2 sum_j s_j^2)``
+    with ``r``, ``s`` the :func:`centred_ranks` of ``p_i`` and ``q_i`` (the factor 2 cancels).
+    Returns ``rho`` (B,L,H,n) float64 and ``defined`` (B,L,H,n) bool: False where either row is
+    constant over its keys (all ranks equal, zero variance); ``rho`` is 0 there. Ranks are exact
+    integers, so ``defined`` is exact.
     """
     keys = key_mask(attention_mask)
-    centre = (0.5 * (segment_lengths(attention_mask) + 1.0))[:, None, None, None, None]
-    rp = (average_ranks(p, keys) - centre).masked_fill(~keys, 0.0)
-    rq = (average_ranks(q, keys) - centre).masked_fill(~keys, 0.0)
+    lengths = segment_lengths(attention_mask)
+    rp = centred_ranks(p, keys, lengths)
+    rq = centred_ranks(q, keys, lengths)
     var = (rp * rp).sum(dim=-1) * (rq * rq).sum(dim=-1)
     defined = var > 0
-    rho = torch.where(defined, (rp * rq).sum(dim=-1) / var.clamp(min=1e-300).sqrt(), 0.0)
+    rho = torch.where(defined, (rp * rq).sum(dim=-1) / var.clamp(min=1.0).sqrt(), 0.0)
     return rho, defined
 
 
