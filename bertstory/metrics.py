@@ -48,6 +48,11 @@ def segment_lengths(attention_mask: Tensor) -> Tensor:
     return attention_mask.to(torch.float64).sum(dim=-1)
 
 
+def count_queries(attention_mask: Tensor) -> Tensor:
+    """The number of non-padding queries in the batch, ``sum_b n_b``: float64 scalar."""
+    return attention_mask.to(torch.float64).sum()
+
+
 def clean_rows(dist: Tensor, attention_mask: Tensor) -> Tensor:
     """``D`` detached as float64 (B,L,H,n,n), zero wherever query ``i`` or key ``j`` is padding."""
     valid = attention_mask.bool()
@@ -165,9 +170,7 @@ class _QueryMean(Metric):
 
     def _check(self, dist: Tensor) -> None:
         if dist.ndim != 5 or tuple(dist.shape[1:3]) != (self.layers, self.heads):
-            raise ValueError(
-                f"expected a (B, {self.layers}, {self.heads}, n, n) tensor, got shape {tuple(dist.shape)}"
-            )
+            raise ValueError(f"expected a (B, {self.layers}, {self.heads}, n, n) tensor, got shape {tuple(dist.shape)}")
 
 
 class PatternMass(_QueryMean):
@@ -184,7 +187,7 @@ class PatternMass(_QueryMean):
         rows = clean_rows(dist, attention_mask)
         for p in self.patterns:
             getattr(self, f"mass_{p}").add_(pattern_mass_total(rows, masks[p]))
-        self.queries += attention_mask.to(torch.float64).sum()
+        self.queries += count_queries(attention_mask)
 
     def compute(self) -> dict[str, Tensor]:
         return {p: getattr(self, f"mass_{p}") / self.queries for p in self.patterns}
@@ -202,7 +205,7 @@ class UniformMass(_QueryMean):
     def update(self, attention_mask: Tensor, masks: Mapping[str, Tensor]) -> None:
         for p in self.patterns:
             getattr(self, f"uniform_{p}").add_(uniform_mass(masks[p], attention_mask).sum())
-        self.queries += attention_mask.to(torch.float64).sum()
+        self.queries += count_queries(attention_mask)
 
     def compute(self) -> dict[str, Tensor]:
         return {p: getattr(self, f"uniform_{p}") / self.queries for p in self.patterns}
@@ -219,7 +222,7 @@ class RowEntropy(_QueryMean):
         self._check(dist)
         rows = clean_rows(dist, attention_mask)
         self.entropy += sum_over_queries(entropy_bits(rows), query_weights(attention_mask))
-        self.queries += attention_mask.to(torch.float64).sum()
+        self.queries += count_queries(attention_mask)
 
     def compute(self) -> Tensor:
         return self.entropy / self.queries
@@ -244,7 +247,7 @@ class SelfAttribution(_QueryMean):
         is_self = masked_argmax(rows, key_mask(attention_mask)) == positions
         self.self_mass += sum_over_queries(rows.diagonal(dim1=-2, dim2=-1), weights)
         self.self_top1 += sum_over_queries(is_self.to(torch.float64), weights)
-        self.queries += attention_mask.to(torch.float64).sum()
+        self.queries += count_queries(attention_mask)
 
     def compute(self) -> dict[str, Tensor]:
         return {"self": self.self_mass / self.queries, "self_top1": self.self_top1 / self.queries}
@@ -283,7 +286,7 @@ class Discrepancy(_QueryMean):
         self.js += sum_over_queries(js_bits(att, attr), weights)
         self.tv += sum_over_queries(total_variation(att, attr), weights)
         self.top1 += sum_over_queries(agree.to(torch.float64), weights)
-        self.queries += attention_mask.to(torch.float64).sum()
+        self.queries += count_queries(attention_mask)
 
         rho, defined = spearman_rows(att, attr, attention_mask)
         long_enough = (segment_lengths(attention_mask) >= SPEARMAN_MIN_TOKENS).to(torch.float64)
@@ -356,9 +359,7 @@ class AnalysisMetrics(torch.nn.Module):
     Each child Metric syncs itself across processes in ``compute()``; ``.to(device)`` moves all states.
     """
 
-    def __init__(
-        self, layers: int, heads: int, with_attribution: bool, tau: float = 0.5, kappa: float = 2.0
-    ) -> None:
+    def __init__(self, layers: int, heads: int, with_attribution: bool, tau: float = 0.5, kappa: float = 2.0) -> None:
         super().__init__()
         self.with_attribution = with_attribution
         self.tau = tau
@@ -410,7 +411,12 @@ class AnalysisMetrics(torch.nn.Module):
 
     def compute_block(self) -> dict[str, Any]:
         """JSON-ready ``attention``, ``uniform`` and (with attribution) ``attribution``, ``discrepancy``,
-        ``persistence`` blocks of metrics.json, ``[layer][head]`` nested lists."""
+        ``persistence`` blocks of metrics.json, ``[layer][head]`` nested lists of floats.
+
+        A mean with nothing to average (no query seen; ``spearman`` of a head without a single
+        defined correlation) is NaN in ``compute()`` and None here, so the JSON stays strict.
+        A collective call under DDP: every process must call it.
+        """
         att_patterns = self.attention_patterns.compute()
         uniform = self.uniform_patterns.compute()
         blocks: dict[str, Any] = {
