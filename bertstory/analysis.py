@@ -1,0 +1,117 @@
+"""One analysis run: compose the pieces from the Hydra config, predict, write metrics.json, log.
+
+``analyze.py`` calls :func:`run` with the composed config; everything it needs is here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from bertstory.attribution import build_attribution
+from bertstory.errors import BertstoryError
+from bertstory.module import AnalysisModule
+from bertstory.summary import format_table, layer_summary
+from bertstory.writer import MapWriter, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+SCHEMA = 1
+
+
+def build_logger(cfg: DictConfig, run_dir: Path):
+    """The Lightning logger of the ``logger`` group, or None for ``logger=none``."""
+    if cfg.get("logger") is None or cfg.logger.get("_target_") is None:
+        return None
+    return instantiate(cfg.logger)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail early, with the fix, when the run directory cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise BertstoryError(f"cannot write to the run directory {run_dir} ({e.strerror}): choose another with "
+                             "hydra.run.dir=DIR") from e
+
+
+def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
+    """Run the analysis described by ``cfg`` into ``run_dir``; returns metrics.json's dict on rank 0."""
+    run_dir = Path(run_dir)
+    check_writable(run_dir)
+    torch.manual_seed(cfg.seed)
+    encoder = instantiate(cfg.model)
+    max_positions = getattr(encoder.config, "max_position_embeddings", None)
+    if max_positions is not None and cfg.data.max_length > max_positions:
+        raise BertstoryError(f"data.max_length={cfg.data.max_length} is above the model's position limit "
+                             f"{max_positions}: lower data.max_length")
+    method = build_attribution(**OmegaConf.to_container(cfg.attribution, resolve=True))
+    datamodule = instantiate(cfg.data, tokenizer=encoder.tokenizer)
+    datamodule.prepare_texts()
+    stats = datamodule.stats
+    module = AnalysisModule(encoder, method, tau=cfg.persistence.tau, kappa=cfg.persistence.kappa,
+                            keep_maps=cfg.writer.max_segments)
+    writer = MapWriter(run_dir, dtype=cfg.writer.dtype,
+                       metadata={"model": encoder.name, "method": method.name, "schema": SCHEMA})
+    logger = build_logger(cfg, run_dir)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=logger if logger else False)
+    for rank, (segments, tokens) in enumerate(datamodule.rank_summary(trainer.world_size)):
+        if trainer.global_rank == 0:
+            log.info("rank %d: %d segments, %d tokens", rank, segments, tokens)
+    start = time.perf_counter()
+    trainer.predict(module, datamodule=datamodule, return_predictions=False)
+    seconds = time.perf_counter() - start
+    blocks = module.metrics.compute_block()  # collective under DDP: every rank computes
+    metrics = {
+        "schema": SCHEMA,
+        "model": encoder.info(),
+        "method": method.info(),
+        "data": dict(stats),
+        **blocks,
+    }
+    if trainer.global_rank != 0:
+        return None
+    metrics["method"]["zero_rows"] = method.zero_rows  # (rank 0's count; see README)
+    write_json_atomic(metrics, run_dir / "metrics.json")
+    summary = layer_summary(metrics)
+    print(format_table(metrics, summary))
+    print(f"analysed {stats['segments']} segments ({stats['tokens']} tokens) in {seconds:.1f} s; "
+          f"results in {run_dir}")
+    if logger is not None:
+        log_to_logger(logger, cfg, metrics, summary)
+    return metrics
+
+
+def log_to_logger(logger, cfg: DictConfig, metrics: dict, summary: dict) -> None:
+    """Send the config, per-layer summaries and the LxH tables to the logger (after the epoch)."""
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    for layer, row in enumerate(summary["layers"]):
+        logger.log_metrics({f"layer/{k}": v for k, v in row.items() if v is not None}, step=layer)
+    if hasattr(logger, "log_table"):
+        for name, table in lxh_tables(metrics).items():
+            logger.log_table(key=name, columns=["layer"] + [f"head{h}" for h in range(len(table[0]))],
+                             data=[[layer] + row for layer, row in enumerate(table)])
+    logger.finalize("success")
+
+
+def lxh_tables(metrics: dict) -> dict[str, list[list]]:
+    """Every LxH table of metrics.json by a flat name, e.g. ``attention/patterns/cls``."""
+    tables = {}
+    for block in ("attention", "attribution", "discrepancy"):
+        for key, value in metrics.get(block, {}).items():
+            if key == "patterns":
+                for p, t in value.items():
+                    tables[f"{block}/patterns/{p}"] = t
+            else:
+                tables[f"{block}/{key}"] = value
+    return tables
