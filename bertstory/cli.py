@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from bertstory.errors import BertstoryError
 
@@ -35,5 +36,68 @@ def user_errors():
     try:
         yield
     except BertstoryError as e:
-        print(f"error: {e}", file=sys.stderr)
+        fail(e)
+    except Exception as e:  # Hydra's instantiate wraps errors raised by a _target_
+        cause = e.__cause__
+        if isinstance(cause, BertstoryError):
+            fail(cause)
+        raise
+
+
+def fail(e: BertstoryError) -> None:
+    """Print the one-line error and exit with code 2."""
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_overrides(config_dir: str, config_name: str, argv: list[str] | None = None) -> None:
+    """Compose the config once before Hydra runs, so an unknown group option or key ends in one line.
+
+    Multirun and Hydra's own flags are left to Hydra.
+    """
+    import re
+
+    from hydra import compose, initialize_config_dir
+
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a.startswith("-") for a in argv):
+        return
+    overrides = [a for a in argv if not a.lstrip("+~").startswith("hydra")]
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides)
+        missing = missing_keys(cfg)
+    except Exception as e:
+        text = str(e)
+        missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
+        key = re.search(r"Could not override '([^']+)'", text)
+        if missing:
+            group, option = missing.groups()
+            options = sorted(p.stem for p in (Path(config_dir) / group).glob("*.yaml"))
+            msg = f"unknown option {group}={option}: choose one of {', '.join(options)}"
+        elif key:
+            msg = (f"unknown config option {key.group(1)}: check its spelling against conf/ "
+                   f"(python {Path(sys.argv[0]).name} --cfg job shows them all)")
+        else:
+            msg = "bad override: " + " ".join(line.strip() for line in text.splitlines() if line.strip())[:300]
+        print(f"error: {msg}", file=sys.stderr)
         sys.exit(2)
+    if missing:
+        print(f"error: {missing[0]} is required: set it on the command line, e.g. {missing[0]}=VALUE", file=sys.stderr)
+        sys.exit(2)
+
+
+def missing_keys(cfg, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is ``???`` (without resolving interpolations)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    keys = []
+    for key in cfg.keys():
+        full = f"{prefix}{key}"
+        if OmegaConf.is_missing(cfg, key):
+            keys.append(full)
+        else:
+            node = cfg._get_node(key)
+            if isinstance(node, DictConfig):
+                keys += missing_keys(node, full + ".")
+    return sorted(keys)

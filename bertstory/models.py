@@ -85,6 +85,11 @@ def _resolve(name_or_path: str) -> str:
     return os.path.expanduser(str(name_or_path))
 
 
+def looks_like_path(name: str) -> bool:
+    """A local path rather than a hub id (``org/name``)."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep + os.sep in name
+
+
 def _strip_head(model: torch.nn.Module) -> torch.nn.Module:
     """The bare encoder of a model with a task head (``BertForSequenceClassification`` -> ``.bert``)."""
     if hasattr(model, "embeddings") and hasattr(model, "encoder"):
@@ -127,6 +132,8 @@ def load_encoder(
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     path = _resolve(name_or_path)
+    if looks_like_path(path) and not os.path.isdir(path):
+        raise BertstoryError(f"no model folder at {path}: give an existing folder with model.name_or_path=DIR")
     tok_path = _resolve(tokenizer) if tokenizer else path
     local_only = os.environ.get("HF_HUB_OFFLINE", "0") == "1" or os.path.isdir(path)
     try:
