@@ -50,7 +50,7 @@ def shard_tensors(prediction: dict, dtype: torch.dtype) -> dict[str, torch.Tenso
     """The shard's tensors for one batch's prediction, padding stripped."""
     tensors = {}
     lengths = prediction["attention_mask"].sum(-1).tolist()
-    for row, (k, n) in enumerate(zip(prediction["index"].tolist(), lengths)):
+    for row, (k, n) in enumerate(zip(prediction["index"].tolist(), lengths, strict=True)):
         n = int(n)
         tensors[f"{k}.input_ids"] = prediction["input_ids"][row, :n].to(torch.int64).cpu().contiguous()
         tensors[f"{k}.attention"] = prediction["attention"][row, :, :, :n, :n].to(dtype).cpu().contiguous()
@@ -88,4 +88,5 @@ def iter_maps(run_dir: str | os.PathLike) -> Iterator[tuple[int, dict[str, torch
             keys = f.keys()
             indices = sorted({int(key.split(".")[0]) for key in keys})
             for k in indices:
-                yield k, {name.split(".", 1)[1]: f.get_tensor(name) for name in keys if name.split(".")[0] == str(k)}, meta
+                fields = {name.split(".", 1)[1]: f.get_tensor(name) for name in keys if name.split(".")[0] == str(k)}
+                yield k, fields, meta
