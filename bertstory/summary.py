@@ -68,3 +68,55 @@ def format_table(metrics: dict, summary: dict | None = None) -> str:
         lines.append(f"persist through all layers (lift >= {metrics['persistence']['kappa']}): "
                      f"{', '.join(persists) if persists else 'none'}")
     return "\n".join(lines)
+
+
+def markdown_results(metrics: dict) -> str:
+    """The README's Results tables: per layer, mean JS, each pattern's attention vs attribution mass,
+    the own-token share, and the patterns that persist through all layers."""
+    summary = layer_summary(metrics)["layers"]
+    if "attribution" not in metrics:
+        raise ValueError("this run has no attribution (attribution=none): nothing to compare")
+    out = ["| layer | JS (bits) | TV | top-1 | Spearman | own-token share `a_ii` | own token is top-1 |",
+           "|---|---|---|---|---|---|---|"]
+    for layer, row in enumerate(summary):
+        out.append(f"| {layer} | {_fmt(row['js'])} | {_fmt(row['tv'])} | {_fmt(row['top1'])} | "
+                   f"{_fmt(row['spearman'])} | {_fmt(row['self'])} | {_fmt(row['self_top1'])} |")
+    out += ["", "Pattern mass, attention / attribution (uniform baseline in the last row):", "",
+            "| layer | " + " | ".join(PATTERNS) + " |", "|---" * (len(PATTERNS) + 1) + "|"]
+    for layer, row in enumerate(summary):
+        cells = " | ".join(f"{_fmt(row[f'att_{p}'])} / {_fmt(row[f'attr_{p}'])}" for p in PATTERNS)
+        out.append(f"| {layer} | {cells} |")
+    uniform = " | ".join(_fmt(layer_mean(metrics["uniform"]["patterns"][p])[0]) for p in PATTERNS)
+    out.append(f"| uniform | {uniform} |")
+    pers = metrics["persistence"]
+    out += ["", f"Attribution lift per layer (`lift[p][l]`, persists when >= {pers['kappa']} in every layer):", "",
+            "| pattern | " + " | ".join(f"L{layer}" for layer in range(len(summary))) + " | persists |",
+            "|---" * (len(summary) + 2) + "|"]
+    for p in PATTERNS:
+        lifts = " | ".join("-" if v is None else f"{v:.2f}" for v in pers["lift"][p])
+        out.append(f"| {p} | {lifts} | {'yes' if pers['persists'][p] else 'no'} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bertstory.summary RUN_DIR [--markdown]``: print a finished run's per-layer table."""
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m bertstory.summary", description=main.__doc__)
+    parser.add_argument("run_dir")
+    parser.add_argument("--markdown", action="store_true", help="the README's Results tables")
+    args = parser.parse_args(argv)
+    path = Path(args.run_dir) / "metrics.json"
+    if not path.is_file():
+        print(f"error: no metrics.json in {args.run_dir}: give the directory of a finished analysis run",
+              file=sys.stderr)
+        sys.exit(2)
+    metrics = json.loads(path.read_text())
+    print(markdown_results(metrics) if args.markdown else format_table(metrics))
+
+
+if __name__ == "__main__":
+    main()
