@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from bertstory.attribution import build_attribution
 from bertstory.errors import BertstoryError
 from bertstory.module import AnalysisModule
+from bertstory.report import build as build_report
+from bertstory.report import check_heads, log_wandb_media
 from bertstory.summary import format_table, layer_summary
 from bertstory.writer import MapWriter, write_json_atomic
 
@@ -51,6 +53,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
     check_writable(run_dir)
     torch.manual_seed(cfg.seed)
     encoder = instantiate(cfg.model)
+    check_heads(report_cfg(cfg).get("heads") or [], encoder.layers, encoder.heads)  # fail before the work
     max_positions = getattr(encoder.config, "max_position_embeddings", None)
     if max_positions is not None and cfg.data.max_length > max_positions:
         raise BertstoryError(f"data.max_length={cfg.data.max_length} is above the model's position limit "
@@ -87,13 +90,25 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
     print(format_table(metrics, summary))
     print(f"analysed {stats['segments']} segments ({stats['tokens']} tokens) in {seconds:.1f} s; "
           f"results in {run_dir}")
+    figures = []
+    if report_cfg(cfg).get("enabled", True):
+        report = build_report(run_dir, metrics, cfg)
+        figures = report.figures
+        print(f"report: {report.html}")
     if logger is not None:
-        log_to_logger(logger, cfg, metrics, summary)
+        log_to_logger(logger, cfg, metrics, summary, figures)
     return metrics
 
 
-def log_to_logger(logger, cfg: DictConfig, metrics: dict, summary: dict) -> None:
-    """Send the config, per-layer summaries and the LxH tables to the logger (after the epoch)."""
+def report_cfg(cfg: DictConfig) -> dict:
+    """The ``report`` block of the config (``{}`` when absent)."""
+    block = cfg.get("report")
+    return OmegaConf.to_container(block, resolve=True) if block is not None else {}
+
+
+def log_to_logger(logger, cfg: DictConfig, metrics: dict, summary: dict, figures: list | None = None) -> None:
+    """Send the config, per-layer summaries and the LxH tables to the logger (after the epoch); on W&B
+    also the report's figures as images and the per-layer summaries as line charts."""
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     for layer, row in enumerate(summary["layers"]):
         logger.log_metrics({f"layer/{k}": v for k, v in row.items() if v is not None}, step=layer)
@@ -101,6 +116,10 @@ def log_to_logger(logger, cfg: DictConfig, metrics: dict, summary: dict) -> None
         for name, table in lxh_tables(metrics).items():
             logger.log_table(key=name, columns=["layer"] + [f"head{h}" for h in range(len(table[0]))],
                              data=[[layer] + row for layer, row in enumerate(table)])
+    from lightning.pytorch.loggers import WandbLogger
+
+    if isinstance(logger, WandbLogger):
+        log_wandb_media(logger, figures or [], metrics)
     logger.finalize("success")
 
 

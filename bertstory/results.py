@@ -1,0 +1,130 @@
+"""Read a finished run from Python without recomputing anything.
+
+>>> from bertstory import results
+>>> run = results.load("outputs/2025-01-01/12-00-00")
+>>> run.metrics["discrepancy"]["js"][5][3]          # JS of layer 5, head 3 (metrics.json)
+>>> run.config.model.name                          # the composed Hydra config
+>>> for seg in run.segments():                     # lazily, one shard open at a time
+...     seg.index, seg.tokens, seg.attention.shape   # (L, H, n, n) torch tensors
+
+``tokens`` are strings from the run's tokenizer when it can be loaded offline, else the ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors import safe_open
+
+from bertstory.errors import BertstoryError
+from bertstory.writer import iter_maps, shard_paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Segment:
+    """One saved segment: dataset index, tokens, ids and its (L, H, n, n) maps (attribution None without one)."""
+
+    index: int
+    tokens: list
+    input_ids: torch.Tensor
+    attention: torch.Tensor
+    attribution: torch.Tensor | None
+    metadata: dict = field(default_factory=dict)
+
+
+class Results:
+    """A finished run directory: ``.metrics``, ``.config``, ``.segments()``."""
+
+    def __init__(self, run_dir: str | os.PathLike, metrics: dict | None = None):
+        self.run_dir = Path(run_dir)
+        path = self.run_dir / "metrics.json"
+        if metrics is None and not path.is_file():
+            raise BertstoryError(f"no metrics.json in {self.run_dir}: give the directory of a finished analysis run")
+        self.metrics: dict = json.loads(path.read_text()) if metrics is None else metrics
+        self.config: DictConfig | None = read_config(self.run_dir)
+
+    @property
+    def layers(self) -> int:
+        return self.metrics["model"]["layers"]
+
+    @property
+    def heads(self) -> int:
+        return self.metrics["model"]["heads"]
+
+    def indices(self) -> list[int]:
+        """Sorted dataset indices of the segments whose maps were saved (reads only the shard headers)."""
+        found = set()
+        for path in shard_paths(self.run_dir):
+            with safe_open(str(path), framework="pt") as f:
+                found |= {int(key.split(".")[0]) for key in f.keys() if key.split(".")[0].isdigit()}
+        return sorted(found)
+
+    def segments(self, indices: Iterable[int] | None = None) -> Iterator[Segment]:
+        """Lazily yield the saved segments in shard order (only ``indices`` when given)."""
+        wanted = None if indices is None else set(indices)
+        for k, fields, meta in iter_maps(self.run_dir):
+            if wanted is not None and k not in wanted:
+                continue
+            ids = fields["input_ids"]
+            yield Segment(index=k, tokens=self.tokens(ids), input_ids=ids, attention=fields["attention"],
+                          attribution=fields.get("attribution"), metadata=meta)
+            if wanted is not None:
+                wanted.discard(k)
+                if not wanted:
+                    return
+
+    def tokens(self, input_ids: torch.Tensor) -> list:
+        """Token strings of ``input_ids`` with the run's tokenizer, or the ids when it cannot be loaded."""
+        ids = input_ids.tolist()
+        if self.tokenizer is None:
+            return ids
+        return self.tokenizer.convert_ids_to_tokens(ids)
+
+    @cached_property
+    def tokenizer(self):
+        """The run's tokenizer (offline), or None when the config names none that can be loaded."""
+        return load_tokenizer(self.config)
+
+
+def read_config(run_dir: Path) -> DictConfig | None:
+    """The run's ``.hydra/config.yaml`` (unresolved: it may name Hydra's runtime), or None if absent."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return None
+    cfg = OmegaConf.load(path)
+    return cfg if isinstance(cfg, DictConfig) else None
+
+
+def load_tokenizer(cfg: DictConfig | None):
+    """The tokenizer named by ``cfg.model`` (``tokenizer`` or ``name_or_path``), loaded offline; None on failure."""
+    if cfg is None or cfg.get("model") is None:
+        return None
+    name = cfg.model.get("tokenizer") or cfg.model.get("name_or_path")
+    if not name:
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        from bertstory.models import _resolve
+
+        path = _resolve(str(name))
+        online = bool(os.environ.get("BERTSTORY_ONLINE")) and not os.path.isdir(path)
+        return AutoTokenizer.from_pretrained(path, local_files_only=not online)
+    except Exception as e:  # any failure: fall back to ids (documented)
+        log.info("tokenizer %s not loadable (%s): tokens are ids", name, e)
+        return None
+
+
+def load(run_dir: str | os.PathLike) -> Results:
+    """Open a finished run directory (raises BertstoryError without metrics.json)."""
+    return Results(run_dir)
