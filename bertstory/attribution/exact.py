@@ -23,10 +23,13 @@ import torch
 from torch import Tensor
 
 from bertstory.attribution.base import Attribution
-from bertstory.attribution.tangents import accumulate_squared_norms, primal_states
+from bertstory.attribution.tangents import Engine, chunk_bytes, fold_scores, plan_bytes
 from bertstory.models import embed, embeddings_from_words, head_outputs
 
 log = logging.getLogger(__name__)
+
+# tangent rows (chunk * n) per chunk on a CPU: keeps a layer's tensors in the last-level cache
+CPU_ROWS = 2048
 
 DTYPES = {
     "float32": torch.float32,
@@ -92,12 +95,20 @@ class ForwardModeAttribution(Attribution):
         raise NotImplementedError
 
     # -- shared
-    def auto_chunk(self, n: int, config) -> int:
-        """Tangents per chunk such that the chunk's tangent tensors fit in ``memory_mb``."""
-        d, dff, H = config.hidden_size, config.intermediate_size, config.num_attention_heads
+    def auto_chunk(self, n: int, config, device: torch.device | str = "cpu") -> int:
+        """Tangents per chunk: as many as fit in ``memory_mb`` next to the segment's precomputed matrices.
+
+        On a CPU the chunk is also capped at about ``CPU_ROWS`` tangent rows (chunk * n), so that a
+        layer's working set stays in the last-level cache: larger chunks run no faster there.
+        """
+        d, H, L = config.hidden_size, config.num_attention_heads, config.num_hidden_layers
         size = DTYPES[self.dtype].itemsize
-        per_tangent = size * n * (8 * d + 2 * dff + 4 * H * n)
-        return max(1, int(self.memory_mb * 2**20 // per_tangent))
+        fold = fold_scores(H, n, d)
+        budget = self.memory_mb * 2**20 - plan_bytes(n, d, H, L, size, fold)
+        chunk = max(1, int(budget // chunk_bytes(n, d, H, size, fold)))
+        if torch.device(device).type == "cpu":
+            chunk = min(chunk, max(1, CPU_ROWS // n))
+        return chunk
 
     def attribute_segment(self, model, input_ids, token_type_ids):
         dtype = DTYPES[self.dtype]
@@ -113,7 +124,7 @@ class ForwardModeAttribution(Attribution):
             push = self._jvp_pusher(model, x, dtype)
         else:
             push = self._fast_pusher(model, x, dtype)
-        chunk = self.chunk_size or self.auto_chunk(n, model.config)
+        chunk = self.chunk_size or self.auto_chunk(n, model.config, x.device)
         start = 0
         while start < len(rows):
             stop = min(start + chunk, len(rows))
@@ -133,14 +144,8 @@ class ForwardModeAttribution(Attribution):
         return S2.clamp_min(0).sqrt()
 
     def _fast_pusher(self, model, x, dtype):
-        states = primal_states(model, x, dtype)
-        W_out = [layer.attention.output.dense.weight.to(dtype) for layer in model.encoder.layer]
-
-        def push(rows, vecs, weights, S2):
-            with torch.no_grad():
-                accumulate_squared_norms(states, rows, vecs, weights, S2, self.head_output, W_out)
-
-        return push
+        engine = Engine(model, x, dtype, self.head_output)
+        return engine.push
 
     def _jvp_pusher(self, model, x, dtype):
         """``torch.func.jvp`` under ``vmap`` on the Hugging Face modules, tangents in x-space."""

@@ -11,15 +11,35 @@ where ``d o[dx]`` is the Jacobian-vector product of the head output ``o^{l,h}_i`
 tangent. With ``v_t = e_c`` for every coordinate c and ``w_t = 1`` this is the squared
 Frobenius norm of the Jacobian block ``d o_i / d x_j`` (DESIGN.md ``exact``).
 
-It is ``torch.func.jvp`` under ``vmap`` written out by hand (the *linearised* forward):
-the primal pass runs once through the Hugging Face modules and stores what the tangent
-rules need (q, k, v, A, LayerNorm statistics, the activation's derivative); the tangents
-then go through the linear maps as large matmuls (T*n rows), and the element-wise rules
-(softmax, GELU, LayerNorm) cost a few multiply-adds each because their primal parts are
-precomputed. Two savings over a generic ``jvp``: the first layer exploits the one-row
-structure of the input tangents (Q, K, V of a tangent are one row, ``v_t W^T``), and the
-last layer stops at the head outputs (no output projection or feed-forward).
-``tests/test_attribution.py`` checks it against ``torch.func.jvp`` and brute-force Jacobians.
+It is ``torch.func.jvp`` under ``vmap`` written out by hand (the *linearised* forward): the
+primal pass runs once through the Hugging Face modules, and everything the tangents need is
+folded into a few matrices per layer (:class:`Engine`). The tangents then travel as one
+``(n*T, d)`` matrix, token-major (row ``i*T + t`` is tangent t at token i), and each layer
+costs a handful of large matmuls and almost no element-wise work:
+
+- **Everything after self-attention is one matrix per token.** The output projection's
+  residual, LayerNorm, the feed-forward block and the second LayerNorm act on each token
+  separately, and their tangent maps are linear: ``dh_out_i = (dc_i W_O^T + dh_i) N_i`` with
+  ``N_i = P1_i (I + W_1^T diag(act'(u_i)) W_2^T) P2_i`` and ``P_i`` the LayerNorm tangent
+  (centring, projection off ``xhat_i``, scaling by ``gamma * rstd_i``). One ``d x d`` matmul
+  per token replaces the ``2 d d_ff`` feed-forward matmuls and all of the LayerNorm and
+  activation work (about 4x fewer FLOPs for ``d_ff = 4d``).
+- **Scores without the query/key tangents.** For short segments (``H n <= d + n``) the score
+  tangent ``dS_ik = dq_i . k_k + q_i . dk_k`` comes straight from the residual tangent through
+  per-token matrices ``W_q^T k^T`` and ``W_k^T q^T`` with the attention ``A`` folded in, so one
+  batched matmul gives ``E = A * dS`` (longer segments use ``dq``, ``dk`` and two matmuls).
+- **No softmax row sums.** ``d o_i = sum_k E_ik (v_k - o_i) + sum_k A_ik dv_k``: the softmax
+  tangent's ``- r_i A_ik`` term is absorbed by shifting the values by the head output
+  (no cancellation, which keeps bfloat16 accurate).
+- **The first layer uses the one-row structure** of the input tangents in closed form, and the
+  **last layer stops at the head outputs**.
+- ``head_output=projected`` uses ``||d o W_O^h||^2 = ||d o R_h||^2`` with ``R_h R_h^T = W_O^h W_O^h^T``
+  (``d_h x d_h``) instead of projecting to ``d``.
+
+Squared norms go to S2 through a small matmul with the tangents' one-hot token weights, in a
+chunk-local buffer that is added to S2 only when the whole chunk went through (an
+out-of-memory retry never counts a layer twice). ``tests/test_attribution.py`` checks the
+engine against brute-force Jacobians; ``tests/test_benchmark.py`` against ``torch.func.jvp``.
 """
 
 from __future__ import annotations
@@ -33,177 +53,289 @@ from bertstory.models import extended_mask
 
 
 @dataclass
-class LayerState:
-    """Primal quantities of one layer that the tangent rules need (one segment, n tokens)."""
+class LayerPlan:
+    """What one layer's tangent rules need (one segment, n tokens), in the tangent dtype."""
 
-    W_qkv: Tensor  # (3d, d) query (pre-scaled by 1/sqrt(d_h)), key, value weights stacked
-    q: Tensor  # (H, n, d_h) pre-scaled by 1/sqrt(d_h)
-    k: Tensor  # (H, n, d_h)
-    v: Tensor  # (H, n, d_h)
     A: Tensor  # (H, n, n) attention probabilities
-    W_o: Tensor | None = None  # (d, d) attention output projection
-    ln1: tuple[Tensor, Tensor, Tensor] | None = None  # (gamma (d), rstd (n,1), xhat (n,d))
-    W_i: Tensor | None = None  # (d_ff, d)
-    act_grad: Tensor | None = None  # (n, d_ff) derivative of the activation at its input
-    W_2: Tensor | None = None  # (d, d_ff)
-    ln2: tuple[Tensor, Tensor, Tensor] | None = None
+    vshift: Tensor  # (H, n_i, n_k, d_h): v_k - o_i
+    W_v: Tensor  # (d, d) value weights, transposed (x @ W_v gives dv, heads concatenated)
+    Ws: Tensor | None = None  # fold: (n, d, 2 H n) per-token score maps with A folded in
+    W_qk: Tensor | None = None  # no fold: (d, 2d) [W_q * scaling; W_k] transposed
+    q: Tensor | None = None  # no fold: (H, n, d_h), pre-scaled by 1/sqrt(d_h)
+    k: Tensor | None = None  # no fold: (H, n, d_h)
+    W_oT: Tensor | None = None  # (d, d) attention output projection, transposed; None in the last layer
+    N: Tensor | None = None  # (n, d, d) per-token map from the residual tangent to the layer output
+    R: Tensor | None = None  # (H, d_h, d_h) projected-norm factor (head_output=projected)
 
 
-def _ln_state(ln: torch.nn.LayerNorm, r: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+@dataclass
+class FirstLayer:
+    """Extra primal quantities of layer 0 for one-row input tangents."""
+
+    W_qkv: Tensor  # (d, 3d) [W_q * scaling; W_k; W_v] transposed
+    q: Tensor  # (H, n, d_h) pre-scaled
+    v: Tensor  # (H, n, d_h)
+    o: Tensor  # (H, n, d_h) head outputs
+    G: Tensor  # (H, n, d_h, d_h): G_j = sum_k A_jk k_k (v_k - o_j)^T
+
+
+def fold_scores(H: int, n: int, d: int) -> bool:
+    """Whether the per-token score maps (d x 2Hn per token) are cheaper than q/k tangents (d x 2d shared)."""
+    return H * n <= d + n
+
+
+def layernorm_stats(ln: torch.nn.LayerNorm, r: Tensor) -> tuple[Tensor, Tensor]:
+    """``(s, xhat)`` of LayerNorm at the primal ``r`` (n, d): its tangent is ``dy = (dr - mean dr - xhat mean(dr xhat)) s``."""
     mu = r.mean(-1, keepdim=True)
     var = r.var(-1, unbiased=False, keepdim=True)
     rstd = torch.rsqrt(var + ln.eps)
-    xhat = (r - mu) * rstd
-    return ln.weight.to(dtype), rstd.to(dtype), xhat.to(dtype)
+    return ln.weight.to(r.dtype) * rstd, (r - mu) * rstd
 
 
-def _activation_grad(act, u: Tensor) -> Tensor:
+def centre_rows(Z: Tensor, xhat: Tensor) -> Tensor:
+    """``C Z`` in place for ``C_i = I - 11^T/d - xhat_i xhat_i^T/d``; Z (n, d, e), xhat (n, d)."""
+    d = Z.shape[-2]
+    Z -= Z.sum(-2, keepdim=True) / d + xhat[:, :, None] * (xhat[:, None, :] @ Z) / d
+    return Z
+
+
+def centre_cols(Z: Tensor, xhat: Tensor) -> Tensor:
+    """``Z C`` in place for ``C_i = I - 11^T/d - xhat_i xhat_i^T/d``; Z (n, e, d), xhat (n, d)."""
+    d = Z.shape[-1]
+    Z -= Z.sum(-1, keepdim=True) / d + (Z @ xhat[:, :, None]) * xhat[:, None, :] / d
+    return Z
+
+
+def activation_grad(act, u: Tensor) -> Tensor:
     """Element-wise derivative of the activation at ``u`` (computed once, on the primal)."""
     _, g = torch.func.jvp(act, (u,), (torch.ones_like(u),))
     return g
 
 
-@torch.no_grad()
-def primal_states(model: torch.nn.Module, x: Tensor, dtype: torch.dtype) -> list[LayerState]:
-    """Run the encoder on one segment's input vectors ``x`` (1, n, d) and keep the tangent rules' inputs.
+def residual_map(layer, r1: Tensor, u: Tensor, r2: Tensor, block: int = 16) -> Tensor:
+    """Per-token matrices ``N_i`` (n, d, d): the tangent of the layer output w.r.t. ``r1 = context W_O^T + b + h``.
 
-    Weights and primal tensors are cast to ``dtype``, the dtype the tangents travel in.
+    ``N_i = C1_i diag(s1_i) (I + W_1^T diag(act'(u_i)) W_2^T) C2_i diag(s2_i)``, row-vector convention
+    (``dh_out = dr1 @ N_i``); ``u`` is the feed-forward pre-activation, ``r2`` the second LayerNorm's
+    input (all (n, .) primal rows). Tokens go in blocks to bound memory.
     """
-    layers = model.encoder.layer
-    H = model.config.num_attention_heads
-    mask4 = extended_mask(torch.ones(x.shape[:2], device=x.device), x.dtype)
-    h = x
-    states = []
-    for idx, layer in enumerate(layers):
-        sa = layer.attention.self
-        n = h.shape[1]
-        q = sa.query(h).view(n, H, -1).transpose(0, 1)
-        k = sa.key(h).view(n, H, -1).transpose(0, 1)
-        v = sa.value(h).view(n, H, -1).transpose(0, 1)
-        context, A = sa(h, attention_mask=mask4)
-        W_qkv = torch.cat([sa.query.weight * sa.scaling, sa.key.weight, sa.value.weight], 0)
-        st = LayerState(
-            W_qkv=W_qkv.to(dtype),
-            q=(q * sa.scaling).to(dtype),
-            k=k.to(dtype),
-            v=v.to(dtype),
-            A=A[0].to(dtype),
-        )
-        if idx + 1 < len(layers):
-            out = layer.attention.output
-            r1 = out.dense(context) + h
-            st.W_o = out.dense.weight.to(dtype)
-            st.ln1 = _ln_state(out.LayerNorm, r1[0], dtype)
-            a = out.LayerNorm(r1)
-            inter = layer.intermediate
-            u = inter.dense(a)
-            st.W_i = inter.dense.weight.to(dtype)
-            st.act_grad = _activation_grad(inter.intermediate_act_fn, u[0]).to(dtype)
-            ffn = layer.output
-            r2 = ffn.dense(inter.intermediate_act_fn(u)) + a
-            st.W_2 = ffn.dense.weight.to(dtype)
-            st.ln2 = _ln_state(ffn.LayerNorm, r2[0], dtype)
-            h = ffn.LayerNorm(r2)
-        states.append(st)
-    return states
+    out_ln = layer.attention.output.LayerNorm
+    ffn_ln = layer.output.LayerNorm
+    W1 = layer.intermediate.dense.weight.to(r1.dtype)  # (d_ff, d)
+    W2 = layer.output.dense.weight.to(r1.dtype)  # (d, d_ff)
+    s1, x1 = layernorm_stats(out_ln, r1)
+    s2, x2 = layernorm_stats(ffn_ln, r2)
+    g = activation_grad(layer.intermediate.intermediate_act_fn, u)  # (n, d_ff)
+    n, d = r1.shape
+    N = torch.empty(n, d, d, dtype=r1.dtype, device=r1.device)
+    eye = torch.eye(d, dtype=r1.dtype, device=r1.device)
+    for a in range(0, n, block):
+        b = min(n, a + block)
+        Z = (W1.T[None] * g[a:b, None, :]) @ W2.T  # (m, d, d) = W_1^T diag(g) W_2^T
+        Z += eye
+        Z *= s1[a:b, :, None]
+        centre_rows(Z, x1[a:b])
+        centre_cols(Z, x2[a:b])
+        Z *= s2[a:b, None, :]
+        N[a:b] = Z
+    return N
 
 
-def layernorm_tangent(dr: Tensor, ln: tuple[Tensor, Tensor, Tensor]) -> Tensor:
-    """JVP of LayerNorm: ``dy = gamma * rstd * (dr - mean(dr) - xhat * mean(dr * xhat))``; dr (T, n, d)."""
-    gamma, rstd, xhat = ln
-    centred = dr - dr.mean(-1, keepdim=True) - xhat * (dr * xhat).mean(-1, keepdim=True)
-    return centred * (rstd * gamma)
+def projected_factor(W_o: Tensor, H: int) -> Tensor:
+    """``R_h`` (H, d_h, d_h) with ``R_h R_h^T = W_O^h W_O^h^T`` (``W_O^h`` = the (d_h, d) rows acting on head h)."""
+    d = W_o.shape[0]
+    W_h = W_o.double().view(d, H, -1).permute(1, 2, 0)  # (H, d_h, d): o_h @ W_h is the projected output
+    lam, U = torch.linalg.eigh(W_h @ W_h.transpose(1, 2))
+    return (U * lam.clamp_min(0).sqrt()[:, None, :]).to(W_o.dtype)
 
 
-def softmax_tangent(A: Tensor, dS: Tensor) -> Tensor:
-    """JVP of the row softmax: ``dA = A * (dS - sum_j A_ij dS_ij)``; A (H, n, n), dS (T, H, n, n)."""
-    return A * (dS - (A * dS).sum(-1, keepdim=True))
+class Engine:
+    """The linearised forward of one segment: primal pass once, then :meth:`push` chunks of one-row tangents.
 
-
-def attention_tangent_dense(st: LayerState, dh: Tensor) -> Tensor:
-    """Tangent of every head output of one layer, ``d o`` (T, H, n, d_h), for dense input tangents dh (T, n, d)."""
-    T, n, d = dh.shape
-    H = st.q.shape[0]
-    dqkv = (dh.reshape(T * n, d) @ st.W_qkv.T).view(T, n, 3, H, -1)
-    dq, dk, dv = (dqkv[:, :, c].permute(0, 2, 1, 3) for c in range(3))  # (T, H, n, d_h)
-    dS = dq @ st.k.transpose(-1, -2) + st.q @ dk.transpose(-1, -2)  # q is pre-scaled
-    dA = softmax_tangent(st.A, dS)
-    return dA @ st.v + st.A @ dv
-
-
-def attention_tangent_rows(st: LayerState, rows: Tensor, vecs: Tensor) -> Tensor:
-    """Head-output tangents (T, H, n, d_h) for one-row input tangents ``dx_t = e_{rows_t} vecs_t^T``.
-
-    Q, K and V of such a tangent are single rows (``vecs_t W^T``), so the score tangent is
-    one row (from dq) plus one column (from dk) and ``A dV`` is an outer product.
+    ``model`` a BERT-layout encoder, ``x`` (1, n, d) the encoder input vectors, ``dtype`` the
+    tangent dtype (bfloat16 tangents keep float32 norms and accumulation), ``head_output``
+    ``context`` or ``projected``, ``fold`` forces the score path (None: cheaper one).
     """
-    T = vecs.shape[0]
-    H, n, _ = st.q.shape
-    dqkv = (vecs @ st.W_qkv.T).view(T, 3, H, -1)  # (T, 3, H, d_h)
-    dq, dk, dv = dqkv[:, 0], dqkv[:, 1], dqkv[:, 2]  # (T, H, d_h)
-    t = torch.arange(T, device=vecs.device)
-    row = torch.einsum("thd,hjd->thj", dq, st.k)  # dS[t, h, rows_t, :]
-    col = torch.einsum("hid,thd->thi", st.q, dk)  # dS[t, h, :, rows_t]
-    dS = torch.zeros(T, H, n, n, dtype=vecs.dtype, device=vecs.device)
-    dS[t, :, rows, :] = row
-    dS[t, :, :, rows] += col
-    dA = softmax_tangent(st.A, dS)
-    A_col = st.A[:, :, rows].permute(2, 0, 1)  # (T, H, n): A[h, i, rows_t]
-    return dA @ st.v + A_col[..., None] * dv[:, :, None, :]
 
+    def __init__(self, model, x: Tensor, dtype: torch.dtype, head_output: str = "context", fold: bool | None = None):
+        self.dtype = dtype
+        self.head_output = head_output
+        cfg = model.config
+        self.L, self.H, self.d = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
+        self.n = x.shape[1]
+        self.fold = fold_scores(self.H, self.n, self.d) if fold is None else fold
+        self.acc = torch.float64 if dtype == torch.float64 else torch.float32
+        self.plans: list[LayerPlan] = []
+        self.first: FirstLayer | None = None
+        self._primal(model, x)
 
-def rows_to_dense(rows: Tensor, vecs: Tensor, n: int) -> Tensor:
-    """Dense tangents (T, n, d) from one-row tangents."""
-    T, d = vecs.shape
-    dh = torch.zeros(T, n, d, dtype=vecs.dtype, device=vecs.device)
-    dh[torch.arange(T, device=vecs.device), rows] = vecs
-    return dh
+    # ------------------------------------------------------------------ primal pass
+    @torch.no_grad()
+    def _primal(self, model, x: Tensor) -> None:
+        H, n, d, dt = self.H, self.n, self.d, self.dtype
+        # primal and folding in at least float32 (float64 when either is float64), then cast to dt
+        work = torch.promote_types(x.dtype, torch.promote_types(dt, torch.float32))
+        layers = model.encoder.layer
+        mask4 = extended_mask(torch.ones(x.shape[:2], device=x.device), x.dtype)
+        h = x
+        for idx, layer in enumerate(layers):
+            sa = layer.attention.self
+            context, A = sa(h, attention_mask=mask4)
+            hw = h[0].to(work)
+            Wq = sa.query.weight.to(work) * sa.scaling
+            Wk = sa.key.weight.to(work)
+            Wv = sa.value.weight.to(work)
+            q = (hw @ Wq.T + sa.query.bias.to(work) * sa.scaling).view(n, H, -1).transpose(0, 1)
+            k = (hw @ Wk.T + sa.key.bias.to(work)).view(n, H, -1).transpose(0, 1)
+            v = (hw @ Wv.T + sa.value.bias.to(work)).view(n, H, -1).transpose(0, 1)
+            A = A[0].to(work)
+            o = A @ v  # (H, n, d_h)
+            plan = LayerPlan(
+                A=A.to(dt),
+                vshift=(v[:, None, :, :] - o[:, :, None, :]).to(dt),
+                W_v=Wv.T.contiguous().to(dt),
+            )
+            if self.fold:
+                Wq_h = Wq.view(H, -1, d)  # (H, d_h, d)
+                Wk_h = Wk.view(H, -1, d)
+                s_row = torch.einsum("hed,hke->dhk", Wq_h, k)  # dq_i . k_k  = x_i @ s_row[:, h, k]
+                s_col = torch.einsum("hed,hie->dhi", Wk_h, q)  # q_i . dk_k  = x_k @ s_col[:, h, i]
+                Ws = torch.empty(n, d, 2, H, n, dtype=work, device=x.device)
+                Ws[:, :, 0] = s_row[None] * A.permute(1, 0, 2)[:, None]  # token i: * A[h, i, k]
+                Ws[:, :, 1] = s_col[None] * A.permute(2, 0, 1)[:, None]  # token k: * A[h, i, k]
+                plan.Ws = Ws.view(n, d, 2 * H * n).to(dt)
+            else:
+                plan.W_qk = torch.cat([Wq, Wk], 0).T.contiguous().to(dt)
+                plan.q = q.to(dt).contiguous()
+                plan.k = k.to(dt).contiguous()
+            W_o = layer.attention.output.dense.weight.to(work)
+            if self.head_output == "projected":
+                plan.R = projected_factor(W_o, H).to(dt)
+            if idx == 0:
+                G = torch.einsum("hjk,hke,hjkf->hjef", A, k, v[:, None, :, :] - o[:, :, None, :])
+                self.first = FirstLayer(
+                    W_qkv=torch.cat([Wq, Wk, Wv], 0).T.contiguous().to(dt),
+                    q=q.to(dt).contiguous(),
+                    v=v.to(dt).contiguous(),
+                    o=o.to(dt).contiguous(),
+                    G=G.to(dt).contiguous(),
+                )
+            if idx + 1 < len(layers):
+                out = layer.attention.output
+                r1 = out.dense(context) + h
+                a = out.LayerNorm(r1)
+                u = layer.intermediate.dense(a)
+                r2 = layer.output.dense(layer.intermediate.intermediate_act_fn(u)) + a
+                plan.W_oT = W_o.T.contiguous().to(dt)
+                plan.N = residual_map(layer, r1[0].to(work), u[0].to(work), r2[0].to(work)).to(dt)
+                h = layer.output.LayerNorm(r2)
+            self.plans.append(plan)
 
+    # ------------------------------------------------------------------ tangent pass
+    def push(self, rows: Tensor, vecs: Tensor, weights: Tensor, S2: Tensor) -> None:
+        """Push one chunk of one-row tangents through all layers and add ``w_t ||d o||^2`` into S2 (L, H, n, n).
 
-def layer_rest_tangent(st: LayerState, do: Tensor, dh: Tensor) -> Tensor:
-    """Tangent of the layer output given head-output tangents do (T, H, n, d_h) and the layer input's dh (T, n, d)."""
-    T, H, n, dk = do.shape
-    d = H * dk
-    dcontext = do.transpose(1, 2).reshape(T * n, d)
-    dr1 = (dcontext @ st.W_o.T).view(T, n, d) + dh
-    da = layernorm_tangent(dr1, st.ln1)
-    du = (da.reshape(T * n, d) @ st.W_i.T).view(T, n, -1) * st.act_grad
-    dr2 = (du.reshape(T * n, -1) @ st.W_2.T).view(T, n, d) + da
-    return layernorm_tangent(dr2, st.ln2)
+        ``rows`` (T,) token index j_t, ``vecs`` (T, d) the tangent's row, ``weights`` (T,) w_t.
+        S2 is changed only after the whole chunk went through.
+        """
+        with torch.no_grad():
+            S2 += self.chunk_norms(rows, vecs.to(self.dtype), weights)
 
+    def chunk_norms(self, rows: Tensor, vecs: Tensor, weights: Tensor) -> Tensor:
+        """``sum_t w_t ||d o^{l,h}_i [dx_t]||^2`` scattered to (L, H, n_i, n_j) for one chunk."""
+        T = rows.shape[0]
+        n, H, L = self.n, self.H, self.L
+        onehot = torch.zeros(T, n, dtype=self.acc, device=vecs.device)
+        onehot[torch.arange(T, device=vecs.device), rows] = weights.to(self.acc)
+        out = torch.empty(L, H, n, n, dtype=self.acc, device=vecs.device)
+        do = self.first_layer(rows, vecs)  # (H, n, T, d_h)
+        X = None
+        for l, plan in enumerate(self.plans):
+            if l > 0:
+                do = self.attention(plan, X, T)
+            sq = self.squared_norms(plan, do)  # (H, n_i, T)
+            torch.matmul(sq, onehot, out=out[l])
+            if l + 1 < L:
+                X = self.residual(plan, do, X, rows, vecs)
+        return out
 
-def project_heads(do: Tensor, W_o: Tensor) -> Tensor:
-    """Projected head outputs ``do_i W_O^h``: (T, H, n, d_h) -> (T, H, n, d); W_o (d, H*d_h)."""
-    T, H, n, dk = do.shape
-    W_h = W_o.view(W_o.shape[0], H, dk).permute(1, 2, 0)  # (H, d_h, d)
-    return do @ W_h
+    def first_layer(self, rows: Tensor, vecs: Tensor) -> Tensor:
+        """Head-output tangents (H, n, T, d_h) of layer 0 for one-row tangents ``dx_t = e_{rows_t} vecs_t^T``.
 
+        ``d o_i = A_ij c_i (v_j - o_i) + A_ij dv + [i = j] dq^T G_j`` with ``c_i = q_i . dk`` (per head).
+        """
+        f, A = self.first, self.plans[0].A
+        T = rows.shape[0]
+        H = self.H
+        dqkv = (vecs @ f.W_qkv).view(T, 3, H, -1)
+        dq, dk, dv = dqkv[:, 0].transpose(0, 1), dqkv[:, 1].transpose(0, 1), dqkv[:, 2].transpose(0, 1)  # (H, T, d_h)
+        a = A[:, :, rows]  # (H, n, T): A[h, i, j_t]
+        c = f.q @ dk.transpose(1, 2)  # (H, n, T): q_i . dk_t
+        b = (a * c)[..., None]
+        vj = f.v[:, rows]  # (H, T, d_h)
+        do = torch.sub(vj[:, None], f.o[:, :, None])  # (H, n, T, d_h)
+        do.mul_(b).addcmul_(a[..., None], dv[:, None])
+        ar = torch.arange(T, device=vecs.device)
+        diag = (dq[:, :, None, :] @ f.G[:, rows]).squeeze(2)  # (H, T, d_h): dq_t^T G_{j_t}
+        do[:, rows, ar] += diag
+        return do
 
-def accumulate_squared_norms(
-    states: list[LayerState],
-    rows: Tensor,
-    vecs: Tensor,
-    weights: Tensor,
-    S2: Tensor,
-    head_output: str = "context",
-    W_out: list[Tensor] | None = None,
-) -> None:
-    """Push one chunk of one-row tangents through all layers; add ``w_t ||d o||^2`` into S2 (L, H, n, n) in place.
-
-    ``rows`` (T,) token index j_t, ``vecs`` (T, d) the tangent's row, ``weights`` (T,) w_t.
-    """
-    L = len(states)
-    n = states[0].A.shape[-1]
-    dh = None
-    for l, st in enumerate(states):
-        if l == 0:
-            do = attention_tangent_rows(st, rows, vecs)
+    def attention(self, plan: LayerPlan, X: Tensor, T: int) -> Tensor:
+        """Head-output tangents (H, n, T, d_h) for dense residual tangents X (n*T, d), token-major."""
+        H, n = self.H, self.n
+        if self.fold:
+            Y = torch.bmm(X.view(n, T, -1), plan.Ws)  # (n, T, 2Hn)
+            Y1 = Y[..., : H * n].view(n, T, H, n).permute(2, 0, 1, 3)  # [h, i, t, k] A_ik dq_i . k_k
+            Y2 = Y[..., H * n :].view(n, T, H, n).permute(2, 3, 1, 0)  # [h, i, t, k] A_ik q_i . dk_k
+            E = torch.empty(H, n, T, n, dtype=X.dtype, device=X.device)
+            torch.add(Y1, Y2, out=E)
         else:
-            do = attention_tangent_dense(st, dh)
-        heads = project_heads(do, W_out[l]) if head_output == "projected" else do
-        sq = heads.to(S2.dtype).pow(2).sum(-1)  # (T, H, n_i), accumulated in S2's dtype (>= float32)
-        S2[l].index_add_(2, rows, (sq * weights[:, None, None]).permute(1, 2, 0))
-        if l + 1 < L:
-            if l == 0:
-                dh = rows_to_dense(rows, vecs, n)
-            dh = layer_rest_tangent(st, do, dh)
+            Yqk = (X @ plan.W_qk).view(n * T, 2, H, -1)
+            dq = Yqk[:, 0].transpose(0, 1)  # (H, nT, d_h)
+            dk = Yqk[:, 1].transpose(0, 1)
+            E = torch.matmul(dq, plan.k.transpose(1, 2)).view(H, n, T, n)  # [h, i, t, k]
+            E += torch.matmul(dk, plan.q.transpose(1, 2)).view(H, n, T, n).permute(0, 3, 2, 1)
+            E *= plan.A[:, :, None, :]
+        dv = (X @ plan.W_v).view(n, T, H, -1).permute(2, 0, 1, 3).reshape(H, n, -1)  # (H, n_k, T*d_h)
+        do = torch.bmm(plan.A, dv).view(H * n, T, -1)  # sum_k A_ik dv_k
+        do.baddbmm_(E.view(H * n, T, n), plan.vshift.view(H * n, n, -1))  # + sum_k E_ik (v_k - o_i)
+        return do.view(H, n, T, -1)
+
+    def squared_norms(self, plan: LayerPlan, do: Tensor) -> Tensor:
+        """``||d o||^2`` (H, n, T) in the accumulation dtype."""
+        if plan.R is not None:
+            H, n, T, e = do.shape
+            do = torch.bmm(do.view(H, n * T, e), plan.R).view(H, n, T, e)
+        return torch.linalg.vector_norm(do, dim=-1, dtype=self.acc).square_()
+
+    def residual(self, plan: LayerPlan, do: Tensor, X: Tensor | None, rows: Tensor, vecs: Tensor) -> Tensor:
+        """The next layer's input tangents (n*T, d): ``(dc W_O^T + dh) N_i`` per token."""
+        H, n, T, e = do.shape
+        dc = do.permute(1, 2, 0, 3).reshape(n * T, H * e)  # heads concatenated, token-major
+        if X is None:  # layer 0: the input tangent is one row
+            dr = dc @ plan.W_oT
+            dr.view(n, T, -1)[rows, torch.arange(T, device=dr.device)] += vecs
+        else:
+            dr = torch.addmm(X, dc, plan.W_oT)
+        return torch.bmm(dr.view(n, T, -1), plan.N).view(n * T, -1)
+
+    def nbytes(self) -> int:
+        """Memory held by the precomputed matrices."""
+        total = 0
+        for p in self.plans:
+            for t in (p.A, p.vshift, p.W_v, p.Ws, p.W_qk, p.q, p.k, p.W_oT, p.N, p.R):
+                if t is not None:
+                    total += t.numel() * t.element_size()
+        return total
+
+
+def chunk_bytes(n: int, d: int, H: int, itemsize: int, fold: bool) -> int:
+    """Peak bytes of the live tangent tensors per tangent in one chunk (a generous estimate)."""
+    scores = (2 if fold else 3) * H * n * n + (0 if fold else 2 * d * n)
+    return itemsize * (8 * n * d + scores) + 8 * (2 * H * n + n)
+
+
+def plan_bytes(n: int, d: int, H: int, L: int, itemsize: int, fold: bool) -> int:
+    """Bytes of the per-segment matrices (per-token residual maps, score maps)."""
+    per_layer = n * d * d + (2 * n * d * H * n if fold else 0) + 2 * d * d + H * n * n * (d // H + 1)
+    return itemsize * L * per_layer
