@@ -80,9 +80,7 @@ class ForwardModeAttribution(Attribution):
         if engine not in ("fast", "jvp"):
             raise ValueError(f"attribution.engine must be 'fast' or 'jvp', not {engine!r}")
         if chunk_size is not None and chunk_size < 1:
-            raise ValueError(
-                f"attribution.chunk_size must be a positive integer or null (auto), not {chunk_size}"
-            )
+            raise ValueError(f"attribution.chunk_size must be a positive integer or null (auto), not {chunk_size}")
         super().__init__(chunk_size=chunk_size, memory_mb=memory_mb, engine=engine, **kw)
         self.chunk_size = chunk_size
         self.memory_mb = memory_mb
@@ -209,13 +207,7 @@ class Sketch(ForwardModeAttribution):
     def tangents(self, inp, E):
         n, d_in = inp.shape
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        u = (
-            torch.randint(0, 2, (n, self.probes, d_in), generator=gen)
-            .to(inp.dtype)
-            .mul_(2)
-            .sub_(1)
-            .to(inp.device)
-        )
+        u = torch.randint(0, 2, (n, self.probes, d_in), generator=gen).to(inp.dtype).mul_(2).sub_(1).to(inp.device)
         vecs = u if E is None else torch.einsum("jdc,jrc->jrd", E, u)
         rows = torch.arange(n, device=inp.device).repeat_interleave(self.probes)
         weights = torch.full((n * self.probes,), 1.0 / self.probes, dtype=torch.float64, device=inp.device)

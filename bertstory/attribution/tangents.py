@@ -85,7 +85,10 @@ def fold_scores(H: int, n: int, d: int) -> bool:
 
 
 def layernorm_stats(ln: torch.nn.LayerNorm, r: Tensor) -> tuple[Tensor, Tensor]:
-    """``(s, xhat)`` of LayerNorm at the primal ``r`` (n, d): its tangent is ``dy = (dr - mean dr - xhat mean(dr xhat)) s``."""
+    """``(s, xhat)`` of LayerNorm at the primal ``r`` (n, d).
+
+    Its tangent is ``dy = (dr - mean(dr) - xhat mean(dr xhat)) s``.
+    """
     mu = r.mean(-1, keepdim=True)
     var = r.var(-1, unbiased=False, keepdim=True)
     rstd = torch.rsqrt(var + ln.eps)
