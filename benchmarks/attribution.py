@@ -1,0 +1,483 @@
+"""Attribution speed: the exact method against the naive loop and the machine's matmul limit.
+
+    python benchmarks/attribution.py [--model minilm|tiny|bert_base_random] [--tokens N]
+                                     [--device cpu|cuda] [--json OUT]
+
+Side by side in one process, on one segment of N tokens cut from the wiki corpus, it times
+
+- ``exact`` (all layers, all heads) in float32: wall time and peak memory;
+- ``exact`` with bfloat16 tangents (float32 accumulation): time, mean Jensen-Shannon divergence
+  (bits) and largest absolute difference of the normalised maps against float32;
+- the naive loop, one backward pass per head-output coordinate (``L*n*d`` passes): a random
+  sample of ``--naive-samples`` passes is timed and extrapolated (``naive_extrapolated``);
+- ``torch.autograd.functional.jacobian(vectorize=True)`` of the head outputs, or null when its
+  memory estimate does not fit;
+- ``sketch`` (32 probes): time and mean JS against exact; ``grad_sum``; one attention-only forward;
+- the matmul rate of a large ``torch.mm`` in float32 (TF32 on a GPU when ``--tf32``) and bfloat16;
+- ``exact_flops``: n*d tangents times the FLOPs of one tangent through Q, K, V of every layer,
+  the output projection and both feed-forward matrices of layers 1..L-1, and the attention
+  products (4 n^2 d per layer), 2 FLOPs per multiply-add; and
+  ``flop_efficiency = exact_flops / exact_s / matmul_flops_per_s``.
+
+Repeated measurements report the median. The table goes to stdout, everything to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bertstory.attribution import normalise_rows  # noqa: E402
+from bertstory.attribution.exact import Exact, Sketch  # noqa: E402
+from bertstory.attribution.grad_sum import GradSum  # noqa: E402
+from bertstory.data import read_wiki  # noqa: E402
+from bertstory.metrics import js_bits  # noqa: E402
+from bertstory.models import attention_maps, embed, head_outputs, load_encoder  # noqa: E402
+
+MODELS = {
+    "minilm": dict(),
+    "tiny": dict(
+        random_init=True,
+        config_overrides=dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=32, intermediate_size=64),
+    ),
+    "bert_base_random": dict(
+        random_init=True,
+        config_overrides=dict(num_hidden_layers=12, num_attention_heads=12, hidden_size=768, intermediate_size=3072),
+    ),
+}
+
+KEYS = (
+    "model",
+    "tokens",
+    "exact_s",
+    "exact_bf16_s",
+    "exact_bf16_js",
+    "exact_bf16_max_err",
+    "naive_s",
+    "naive_extrapolated",
+    "jacobian_s",
+    "sketch_s",
+    "sketch_js",
+    "grad_sum_s",
+    "forward_s",
+    "exact_flops",
+    "matmul_flops_per_s",
+    "matmul_bf16_flops_per_s",
+    "flop_efficiency",
+    "speedup_vs_naive",
+    "speedup_bf16_vs_naive",
+    "peak_mem_mb",
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device):
+    """``(seconds, result)`` of one call."""
+    sync(device)
+    t = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - t, out
+
+
+def median_time(fn, device: torch.device, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    return statistics.median(timed(fn, device)[0] for _ in range(repeats))
+
+
+def matmul_rate(dtype: torch.dtype, device: torch.device, size: int, repeats: int) -> float:
+    """FLOP/s of ``torch.mm`` on two ``size x size`` matrices (median of ``repeats``)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    t = median_time(lambda: torch.mm(a, b), device, repeats)
+    return 2 * size**3 / t
+
+
+def exact_flops(L: int, n: int, d: int, d_ff: int) -> int:
+    """Reference FLOPs of ``exact``: n*d tangents, each through Q, K, V of every layer, W_O and the
+    feed-forward of layers 1..L-1 and the attention products (4 n^2 d per layer); 2 per multiply-add."""
+    per_tangent = L * 3 * 2 * n * d * d + (L - 1) * (2 * n * d * d + 2 * 2 * n * d * d_ff) + L * 4 * n * n * d
+    return n * d * per_tangent
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA ``max_memory_allocated``, or on Linux the process's peak RSS
+    (``VmHWM``, reset through ``/proc/self/clear_refs``), else a sampling thread. ``mb`` is the
+    peak above the memory in use when the block started; ``absolute_mb`` the peak itself."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.mb = self.absolute_mb = None
+
+    @staticmethod
+    def _status(key: str) -> float | None:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+    def __enter__(self):
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device) / 2**20
+            return self
+        self.base = self._status("VmRSS")
+        self.hwm = False
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.hwm = True
+        except OSError:
+            self.peak = self.base or 0.0
+            self.stop = threading.Event()
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def _sample(self):
+        while not self.stop.wait(0.005):
+            self.peak = max(self.peak, self._status("VmRSS") or 0.0)
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+        elif self.hwm:
+            peak = self._status("VmHWM")
+        else:
+            self.stop.set()
+            self.thread.join()
+            peak = self.peak
+        if peak is not None and self.base is not None:
+            self.absolute_mb = peak
+            self.mb = max(0.0, peak - self.base)
+        return False
+
+
+def available_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free / 2**20
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("inf")
+
+
+def jacobian_mb(L: int, H: int, n: int, d: int, d_ff: int, itemsize: int) -> float:
+    """Memory estimate of ``jacobian(vectorize=True)``: every one of the L*n*d output coordinates
+    back-propagates at once, so each backward intermediate of a layer (about n*(d_ff + 4d) + 2*H*n^2
+    values) is held L*n*d times, plus the (L*n*d, n*d) result."""
+    batch = L * n * d
+    per_sample = n * (d_ff + 4 * d) + 2 * H * n * n
+    return itemsize * batch * (per_sample + n * d) / 2**20
+
+
+def find_segment(tokenizer, n: int, limit: int = 3000) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """input_ids and token_type_ids (1, n) of the first wiki sentence with at least n tokens, truncated to n."""
+    texts, _ = read_wiki(limit=limit)
+    text = next((t for t in texts if len(tokenizer(t)["input_ids"]) >= n), None)
+    if text is None:  # no sentence that long: consecutive sentences joined
+        text = ""
+        for t in texts:
+            text = f"{text} {t}".strip()
+            if len(tokenizer(text)["input_ids"]) >= n:
+                break
+    enc = tokenizer(text, truncation=True, max_length=n, return_tensors="pt")
+    if enc["input_ids"].shape[1] != n:
+        raise SystemExit(f"could not build a {n}-token segment from the wiki corpus")
+    tt = enc.get("token_type_ids", torch.zeros_like(enc["input_ids"]))
+    return enc["input_ids"], tt, text
+
+
+def normalised(s: torch.Tensor) -> torch.Tensor:
+    return normalise_rows(s.double())[0]
+
+
+def naive_loop(model, ids, tt, samples: int, seed: int, device: torch.device) -> tuple[float, int, int, bool]:
+    """One backward pass per head-output coordinate, as a plain-autograd user writes it.
+
+    Returns ``(seconds for all L*n*d passes, passes timed, L*n*d, extrapolated)``: a seeded random
+    sample of ``samples`` coordinates (all of them when there are fewer) is timed, forward pass
+    included, and the mean time per pass is scaled to L*n*d.
+    """
+    with torch.no_grad():
+        x, _ = embed(model, ids, tt)
+    x = x.detach().requires_grad_(True)
+    mask = torch.ones_like(ids)
+    total = model.config.num_hidden_layers * ids.shape[1] * model.config.hidden_size
+    H = model.config.num_attention_heads
+    d_h = model.config.hidden_size // H
+    rng = random.Random(seed)
+    idx = list(range(total)) if samples >= total else rng.sample(range(total), samples)
+
+    def run(coords):
+        with torch.enable_grad():
+            o = head_outputs(model, x, mask, "context")[0][0]  # (L, H, n, d_h)
+            for flat in coords:
+                l, rest = divmod(flat, H * ids.shape[1] * d_h)
+                h, rest = divmod(rest, ids.shape[1] * d_h)
+                i, c = divmod(rest, d_h)
+                (g,) = torch.autograd.grad(o[l, h, i, c], x, retain_graph=True)
+                g.norm(dim=-1)  # the per-token norms a user would keep
+
+    run(idx[:8])  # warm-up
+    seconds, _ = timed(lambda: run(idx), device)
+    return seconds / len(idx) * total, len(idx), total, len(idx) < total
+
+
+def jacobian_time(model, ids, tt, device: torch.device) -> float:
+    with torch.no_grad():
+        x, _ = embed(model, ids, tt)
+    mask = torch.ones_like(ids)
+
+    def f(z):
+        return head_outputs(model, z, mask, "context")[0]
+
+    seconds, J = timed(lambda: torch.autograd.functional.jacobian(f, x, vectorize=True), device)
+    del J
+    return seconds
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=sorted(MODELS), default="minilm")
+    p.add_argument("--tokens", type=int, default=24, help="segment length n ([CLS] and [SEP] included)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--naive-samples", type=int, default=256, help="backward passes timed (>= 200 for reporting)")
+    p.add_argument("--probes", type=int, default=32, help="sketch probes")
+    p.add_argument("--repeats", type=int, default=3, help="repeats of the cheap measurements (median)")
+    p.add_argument("--exact-repeats", type=int, default=1, help="repeats of each exact run (median)")
+    p.add_argument("--matmul-size", type=int, default=4096)
+    p.add_argument("--tf32", action="store_true", help="on a GPU, allow TF32 for the float32 runs and matmul rate")
+    p.add_argument("--no-jacobian", action="store_true", help="skip torch.autograd.functional.jacobian")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def run(args) -> dict:
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+    torch.manual_seed(args.seed)
+    enc = load_encoder("minilm", name=args.model, **MODELS[args.model])
+    model = enc.model.to(device)
+    cfg = model.config
+    L, H, d, d_ff, n = (
+        cfg.num_hidden_layers,
+        cfg.num_attention_heads,
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        args.tokens,
+    )
+    ids, tt, text = find_segment(enc.tokenizer, n)
+    ids, tt = ids.to(device), tt.to(device)
+    res: dict = {"model": args.model, "tokens": n}
+    load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+    # machine limits
+    res["matmul_flops_per_s"] = matmul_rate(torch.float32, device, args.matmul_size, 5)
+    res["matmul_bf16_flops_per_s"] = matmul_rate(torch.bfloat16, device, args.matmul_size, 5)
+
+    # exact, float32 (memory measured around the first run)
+    exact = Exact(dtype="float32")
+    chunk = exact.auto_chunk(n, cfg, device)
+    Exact(dtype="float32").attribute_segment(model, ids[:, : min(n, 4)], tt[:, : min(n, 4)])  # warm-up
+    times = []
+    for r in range(args.exact_repeats):
+        if r == 0:
+            with PeakMemory(device) as mem:
+                t, s32 = timed(lambda: Exact(dtype="float32").attribute_segment(model, ids, tt), device)
+        else:
+            t, s32 = timed(lambda: Exact(dtype="float32").attribute_segment(model, ids, tt), device)
+        times.append(t)
+    res["exact_s"] = statistics.median(times)
+    a32 = normalised(s32)
+
+    # exact, bfloat16 tangents
+    times = []
+    for _ in range(args.exact_repeats):
+        t, s16 = timed(lambda: Exact(dtype="bfloat16").attribute_segment(model, ids, tt), device)
+        times.append(t)
+    res["exact_bf16_s"] = statistics.median(times)
+    a16 = normalised(s16)
+    res["exact_bf16_js"] = js_bits(a32, a16).mean().item()
+    res["exact_bf16_max_err"] = (a32 - a16).abs().max().item()
+
+    # sketch
+    times = []
+    for _ in range(args.repeats):
+        sketch = Sketch(probes=args.probes, seed=args.seed, dtype="float32")
+        t, ssk = timed(lambda m=sketch: m.attribute_segment(model, ids, tt), device)
+        times.append(t)
+    res["sketch_s"] = statistics.median(times)
+    res["sketch_js"] = js_bits(a32, normalised(ssk)).mean().item()
+
+    # grad_sum and one attention-only forward
+    gs = GradSum(dtype="float32")
+    res["grad_sum_s"] = median_time(lambda: gs.attribute_segment(model, ids, tt), device, args.repeats, warmup=0)
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        res["forward_s"] = median_time(lambda: attention_maps(model, ids, mask, tt), device, max(5, args.repeats))
+
+    # naive loop
+    naive_s, sampled, passes, extrapolated = naive_loop(model, ids, tt, args.naive_samples, args.seed, device)
+    res["naive_s"] = naive_s
+    res["naive_extrapolated"] = extrapolated
+
+    # torch.autograd.functional.jacobian, when it fits
+    need = jacobian_mb(L, H, n, d, d_ff, 4)
+    avail = available_mb(device)
+    res["jacobian_s"] = None
+    jac_note = f"skipped: needs about {need / 1024:.1f} GiB, {avail / 1024:.1f} GiB available"
+    if args.no_jacobian:
+        jac_note = "skipped (--no-jacobian)"
+    elif need < 0.5 * avail:
+        res["jacobian_s"] = jacobian_time(model, ids, tt, device)
+        jac_note = f"ran (estimate {need / 1024:.2f} GiB)"
+
+    # derived
+    flops = exact_flops(L, n, d, d_ff)
+    res["exact_flops"] = flops
+    res["flop_efficiency"] = flops / res["exact_s"] / res["matmul_flops_per_s"]
+    res["speedup_vs_naive"] = res["naive_s"] / res["exact_s"]
+    res["speedup_bf16_vs_naive"] = res["naive_s"] / res["exact_bf16_s"]
+    res["peak_mem_mb"] = mem.mb
+    # context
+    res["details"] = {
+        "layers": L,
+        "heads": H,
+        "hidden": d,
+        "intermediate": d_ff,
+        "segment": enc.tokenizer.decode(ids[0]),
+        "source_sentence": text,
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "tf32": bool(args.tf32) if device.type == "cuda" else None,
+        "exact_chunk_size": chunk,
+        "exact_repeats": args.exact_repeats,
+        "repeats": args.repeats,
+        "peak_rss_mb": mem.absolute_mb,
+        "naive_passes_timed": sampled,
+        "naive_passes_total": passes,
+        "naive_s_per_pass": naive_s / passes,
+        "jacobian": jac_note,
+        "jacobian_estimate_mb": need,
+        "bf16_flop_efficiency": flops / res["exact_bf16_s"] / res["matmul_bf16_flops_per_s"],
+        "sketch_speedup_vs_exact": res["exact_s"] / res["sketch_s"],
+        "sketch_probes": args.probes,
+        "loadavg_start": load0,
+        "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    return res
+
+
+def fmt(x, unit: str = "") -> str:
+    if x is None:
+        return "null"
+    if isinstance(x, bool):
+        return str(x).lower()
+    if isinstance(x, float) and (x == 0 or 1e-3 <= abs(x) < 1e5):
+        return f"{x:.4g}{unit}"
+    if isinstance(x, (int, float)):
+        return f"{x:.3e}{unit}" if not isinstance(x, int) or abs(x) >= 1e6 else f"{x}{unit}"
+    return str(x)
+
+
+def table(res: dict) -> str:
+    det = res["details"]
+    rows = [
+        ("model / tokens", f"{res['model']} ({det['layers']}x{det['heads']}, d={det['hidden']}) / {res['tokens']}"),
+        ("device / threads", f"{det['device_name']} / {det['threads']}"),
+        ("exact float32", f"{fmt(res['exact_s'], ' s')}  ({fmt(res['speedup_vs_naive'])}x naive)"),
+        (
+            "exact bfloat16",
+            f"{fmt(res['exact_bf16_s'], ' s')}  ({fmt(res['speedup_bf16_vs_naive'])}x naive; "
+            f"JS {fmt(res['exact_bf16_js'])} bits, max err {fmt(res['exact_bf16_max_err'])})",
+        ),
+        (
+            "naive loop",
+            f"{fmt(res['naive_s'], ' s')}"
+            + (
+                f"  (extrapolated from {det['naive_passes_timed']} of {det['naive_passes_total']} passes)"
+                if res["naive_extrapolated"]
+                else "  (all passes)"
+            ),
+        ),
+        ("autograd jacobian", f"{fmt(res['jacobian_s'], ' s')}  ({det['jacobian']})"),
+        (
+            f"sketch {det['sketch_probes']} probes",
+            f"{fmt(res['sketch_s'], ' s')}  ({fmt(det['sketch_speedup_vs_exact'])}x faster than exact; "
+            f"JS {fmt(res['sketch_js'])} bits)",
+        ),
+        ("grad_sum", fmt(res["grad_sum_s"], " s")),
+        ("attention forward", fmt(res["forward_s"], " s")),
+        ("exact_flops", fmt(float(res["exact_flops"]))),
+        ("matmul float32", fmt(res["matmul_flops_per_s"] / 1e9, " GFLOP/s")),
+        ("matmul bfloat16", fmt(res["matmul_bf16_flops_per_s"] / 1e9, " GFLOP/s")),
+        ("flop_efficiency", f"{fmt(res['flop_efficiency'])}  (bf16: {fmt(det['bf16_flop_efficiency'])})"),
+        ("peak memory exact", f"{fmt(res['peak_mem_mb'], ' MB')}  (process peak {fmt(det['peak_rss_mb'], ' MB')})"),
+        ("exact chunk size", str(det["exact_chunk_size"])),
+    ]
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    res = run(args)
+    missing = [k for k in KEYS if k not in res]
+    assert not missing, missing
+    print(table(res))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in res.items()}
+        args.json.write_text(json.dumps(clean, indent=2) + "\n")
+    return res
+
+
+if __name__ == "__main__":
+    main()

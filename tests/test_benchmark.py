@@ -1,0 +1,139 @@
+"""The attribution benchmark (a smoke run on ``tiny``, not timed) and the fast engine's exactness.
+
+The engine checks compare ``engine=fast`` with ``engine=jvp`` (``torch.func.jvp`` under ``vmap``
+on the Hugging Face modules) in float64, on both score paths (per-token folded score maps and
+query/key tangents), and bfloat16 tangents against float32 on MiniLM.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import bertstory.attribution.tangents as tangents  # noqa: E402
+from bertstory.attribution import normalise_rows  # noqa: E402
+from bertstory.attribution.exact import CPU_ROWS, Exact, GradXInput, Sketch  # noqa: E402
+from bertstory.metrics import js_bits  # noqa: E402
+from bertstory.models import load_encoder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY3 = dict(num_hidden_layers=3, num_attention_heads=4, hidden_size=32, intermediate_size=64)
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("bench_attribution", ROOT / "benchmarks" / "attribution.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_benchmark()
+
+
+@pytest.fixture(scope="module")
+def tiny3():
+    return load_encoder("minilm", name="tiny3", random_init=True, seed=1, config_overrides=TINY3, dtype="float64")
+
+
+@pytest.fixture(scope="module")
+def pair(tiny3):
+    e = tiny3.tokenizer("The cat sat on the mat.", "It purred.")
+    return torch.tensor([e["input_ids"]]), torch.tensor([e["token_type_ids"]])
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def test_benchmark_smoke_on_tiny(bench, tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--model", "tiny", "--tokens", "10", "--naive-samples", "30", "--repeats", "1"]
+    res = bench.main([*argv, "--matmul-size", "256", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert set(bench.KEYS) <= set(data)
+    assert data["model"] == "tiny" and data["tokens"] == 10
+    for key in ("exact_s", "exact_bf16_s", "naive_s", "sketch_s", "grad_sum_s", "forward_s", "jacobian_s"):
+        assert data[key] > 0, key
+    for key in ("matmul_flops_per_s", "matmul_bf16_flops_per_s", "flop_efficiency", "exact_flops"):
+        assert data[key] > 0 and math.isfinite(data[key]), key
+    assert data["naive_extrapolated"] is True  # 30 of 2*10*32 passes
+    assert data["exact_bf16_js"] >= 0 and data["sketch_js"] >= 0
+    assert 0 <= data["exact_bf16_max_err"] <= 1
+    assert data["peak_mem_mb"] is not None and data["peak_mem_mb"] >= 0
+    assert data["speedup_vs_naive"] == pytest.approx(data["naive_s"] / data["exact_s"])
+    assert data["exact_flops"] == bench.exact_flops(2, 10, 32, 64)
+    assert res["details"]["naive_passes_timed"] == 30
+
+
+def test_exact_flops_formula(bench):
+    L, n, d, f = 6, 24, 384, 1536
+    per = L * 6 * n * d * d + (L - 1) * (2 * n * d * d + 4 * n * d * f) + L * 4 * n * n * d
+    assert bench.exact_flops(L, n, d, f) == n * d * per
+
+
+def test_jacobian_memory_estimate_skips_large_models(bench):
+    """MiniLM at 21+ tokens does not fit a 24 GB machine; tiny does."""
+    assert bench.jacobian_mb(6, 12, 21, 384, 1536, 4) > 0.5 * 24 * 1024
+    assert bench.jacobian_mb(2, 4, 10, 32, 64, 4) < 100
+
+
+# --------------------------------------------------------------------------- engine exactness
+
+
+@pytest.mark.parametrize("fold", [True, False])
+@pytest.mark.parametrize("wrt", ["embeddings", "word"])
+@pytest.mark.parametrize("head_output", ["context", "projected"])
+def test_fast_engine_equals_jvp(tiny3, pair, monkeypatch, fold, wrt, head_output):
+    ids, tt = pair
+    monkeypatch.setattr(tangents, "fold_scores", lambda H, n, d: fold)
+    for cls, kw in ((Exact, {}), (GradXInput, {}), (Sketch, dict(probes=3, seed=1))):
+        opts = dict(dtype="float64", wrt=wrt, head_output=head_output, **kw)
+        ref = cls(engine="jvp", **opts).attribute_segment(tiny3.model, ids, tt)
+        for chunk in (None, 5):
+            got = cls(chunk_size=chunk, **opts).attribute_segment(tiny3.model, ids, tt)
+            assert got.shape == ref.shape
+            assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-10
+
+
+def test_out_of_memory_inside_a_chunk_counts_nothing_twice(tiny3, pair, monkeypatch):
+    """A failure after layer 0 of a chunk went through: the retried chunk is not counted twice."""
+    ids, tt = pair
+    original = tangents.Engine.residual
+
+    def failing(self, plan, do, X, rows, vecs):
+        if X is not None and rows.shape[0] > 8:
+            raise torch.OutOfMemoryError("out of memory (injected)")
+        return original(self, plan, do, X, rows, vecs)
+
+    ref = Exact(dtype="float64", chunk_size=64).attribute_segment(tiny3.model, ids, tt)
+    monkeypatch.setattr(tangents.Engine, "residual", failing)
+    method = Exact(dtype="float64", chunk_size=64)
+    got = method.attribute_segment(tiny3.model, ids, tt)
+    assert method.halvings == 3 and method.chunk_size == 8
+    assert (got - ref).abs().max().item() < 1e-12
+
+
+def test_auto_chunk_is_bounded(tiny3):
+    cfg = tiny3.model.config
+    c = Exact(dtype="float32").auto_chunk(12, cfg, "cpu")
+    assert 1 <= c <= CPU_ROWS // 12
+    assert Exact(dtype="float32", memory_mb=1).auto_chunk(12, cfg, "cpu") >= 1
+
+
+def test_bfloat16_tangents_match_float32_on_minilm():
+    enc = load_encoder("minilm")
+    e = enc.tokenizer("Anarchism is a political philosophy.")
+    ids, tt = torch.tensor([e["input_ids"]]), torch.tensor([e["token_type_ids"]])
+    a = normalise_rows(Exact(dtype="float32").attribute_segment(enc.model, ids, tt).double())[0]
+    b = normalise_rows(Exact(dtype="bfloat16").attribute_segment(enc.model, ids, tt).double())[0]
+    assert js_bits(a, b).mean().item() <= 1e-4
+    assert (a - b).abs().max().item() <= 0.02
