@@ -60,6 +60,7 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str] | None = 
     from hydra import compose, initialize_config_dir
 
     argv = sys.argv[1:] if argv is None else argv
+    check_output_dirs(argv)
     if any(a.startswith("-") for a in argv):
         return
     overrides = [a for a in argv if not a.lstrip("+~").startswith("hydra")]
@@ -85,6 +86,35 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str] | None = 
     if missing:
         print(f"error: {missing[0]} is required: set it on the command line, e.g. {missing[0]}=VALUE", file=sys.stderr)
         sys.exit(2)
+
+
+def check_output_dirs(argv: list[str]) -> None:
+    """Exit with one line when ``hydra.run.dir=`` / ``hydra.sweep.dir=`` cannot become a writable folder.
+
+    Hydra creates these folders itself, before any bertstory code runs, and would fail with a traceback.
+    """
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key.lstrip("+~") not in ("hydra.run.dir", "hydra.sweep.dir") or "${" in value:
+            continue
+        problem = unwritable(value.strip("'\""))
+        if problem:
+            print(f"error: cannot create the output folder {value} ({problem}): choose another with {key}=DIR",
+                  file=sys.stderr)
+            sys.exit(2)
+
+
+def unwritable(path: str) -> str | None:
+    """Why ``path`` cannot be created or written as a folder, or None when it can (as far as we can tell)."""
+    full = Path(path).expanduser().absolute()
+    for folder in (full, *full.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                return f"{folder} is a file, not a folder"
+            if not os.access(folder, os.W_OK | os.X_OK):
+                return f"no write permission in {folder}"
+            return None
+    return None
 
 
 def missing_keys(cfg, prefix: str = "") -> list[str]:

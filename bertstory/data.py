@@ -482,13 +482,16 @@ class CostBalancedBatchSampler(Sampler[list[int]]):
        in exactly one batch of exactly one process. Processes may get different numbers of batches.
 
     Iterating yields this ``rank``'s batches (lists of dataset indices), most expensive first.
+    ``indices`` restricts the batches to those dataset indices (default: all), e.g. the segments a
+    resumed run has not analysed yet.
 
     Use it with ``Trainer(use_distributed_sampler=False)``. It deliberately is no ``BatchSampler``
     subclass and has no ``drop_last`` attribute: either would make Lightning try to rebuild it
     around its own sampler for prediction (it only warns that it cannot check ``drop_last``).
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, lengths: Sequence[int], batch_size: int, rank: int = 0, world_size: int = 1,
+                 indices: Sequence[int] | None = None):
         if batch_size < 1:
             raise BertstoryError(f"data.batch_size must be >= 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
@@ -497,12 +500,13 @@ class CostBalancedBatchSampler(Sampler[list[int]]):
         self.batch_size = int(batch_size)
         self.rank = int(rank)
         self.world_size = int(world_size)
+        self.indices = range(len(self.lengths)) if indices is None else [int(i) for i in indices]
         self.batches = self._make_batches()
         self.costs = [self.batch_cost(b) for b in self.batches]
         self.assignment = self._assign()
 
     def _make_batches(self) -> list[list[int]]:
-        order = sorted(range(len(self.lengths)), key=lambda i: (self.lengths[i], i))
+        order = sorted(self.indices, key=lambda i: (self.lengths[i], i))
         n = len(order)
         n_batches = -(-n // self.batch_size)
         if n_batches >= self.world_size or n < self.world_size:
@@ -666,6 +670,7 @@ class SegmentDataModule(L.LightningDataModule):
         self.labels: list[int] | None = None
         self.input_ids: list[list[int]] | None = None
         self.token_type_ids: list[bytes] | None = None
+        self.done: frozenset[int] = frozenset()
         self.stats: dict[str, Any] = {"name": name, "segments": 0, "tokens": 0, "truncated": 0, "skipped": 0}
 
     # -- reading and tokenising ---------------------------------------------------------------
@@ -747,6 +752,26 @@ class SegmentDataModule(L.LightningDataModule):
 
     # -- batches --------------------------------------------------------------------------------
 
+    def skip_segments(self, done: set[int] | frozenset[int]) -> None:
+        """Leave the segments with these dataset indices out of the batches (a resumed run's finished ones).
+
+        ``stats`` still describe the whole corpus; the batches and ``rank_summary`` cover the rest.
+        """
+        self.prepare_texts()
+        bad = [k for k in done if not 0 <= k < len(self.input_ids)]
+        if bad:
+            raise BertstoryError(
+                f"segment {min(bad)} of the run to resume is not in the corpus ({len(self.input_ids)} segments): "
+                "resume with the original data settings"
+            )
+        self.done = frozenset(done)
+
+    def remaining(self) -> list[int] | None:
+        """Dataset indices still to analyse, or None for all of them."""
+        if not self.done:
+            return None
+        return [k for k in range(len(self.input_ids)) if k not in self.done]
+
     def _rank_world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
         if trainer is None:
@@ -765,7 +790,8 @@ class SegmentDataModule(L.LightningDataModule):
         r, w = self._rank_world()
         rank = r if rank is None else rank
         world_size = w if world_size is None else world_size
-        return CostBalancedBatchSampler(self.lengths, self.batch_size, rank=rank, world_size=world_size)
+        return CostBalancedBatchSampler(self.lengths, self.batch_size, rank=rank, world_size=world_size,
+                                        indices=self.remaining())
 
     def collator(self) -> SegmentCollator:
         return SegmentCollator(getattr(self.tokenizer, "pad_token_id", None))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +129,10 @@ def load_encoder(
 
     ``random_init`` builds the architecture of ``name_or_path`` (with ``config_overrides``)
     with seeded random weights; the tokenizer comes from ``tokenizer`` or ``name_or_path``.
+
+    Safety: weights load from safetensors, or from a pickle with ``torch.load(weights_only=True)``
+    (plain tensors only, no code runs); ``trust_remote_code`` stays off unless set. A checkpoint
+    that leaves encoder weights uninitialised (not this architecture's weights) is refused.
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -149,16 +154,27 @@ def load_encoder(
                 config, attn_implementation="eager", trust_remote_code=trust_remote_code
             )
         else:
-            model = AutoModel.from_pretrained(
+            model, info = AutoModel.from_pretrained(
                 path,
                 config=config,
                 attn_implementation="eager",
                 trust_remote_code=trust_remote_code,
                 local_files_only=local_only,
                 use_safetensors=None,
+                weights_only=True,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,  # reported in info, refused by check_loaded
             )
+            check_loaded(name_or_path, info)
         tok = AutoTokenizer.from_pretrained(tok_path, local_files_only=local_only or os.path.isdir(tok_path))
-    except (OSError, ValueError, KeyError) as e:
+    except BertstoryError:
+        raise
+    except pickle.UnpicklingError as e:
+        raise BertstoryError(
+            f"the weights of {name_or_path!r} are a pickle that is not plain tensors (refused: loading it could run "
+            "code): use a checkpoint in safetensors format"
+        ) from e
+    except Exception as e:  # transformers and safetensors raise many kinds; all mean "not a usable checkpoint"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BertstoryError(
             f"cannot load model {name_or_path!r} ({first[:200]}): give a local folder with "
@@ -170,6 +186,22 @@ def load_encoder(
     for p in model.parameters():
         p.requires_grad_(False)
     return Encoder(model=model, tokenizer=tok, name=name or str(name_or_path))
+
+
+def check_loaded(name_or_path: str, info: dict) -> None:
+    """Refuse a checkpoint that left encoder weights uninitialised (the pooler may be missing)."""
+    mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
+    if mismatched:
+        raise BertstoryError(
+            f"the weights of {name_or_path!r} do not have the shapes its config.json describes (e.g. "
+            f"{sorted(mismatched)[0]}): give a folder whose config.json and weights belong together"
+        )
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith("pooler.")]
+    if missing:
+        raise BertstoryError(
+            f"the checkpoint {name_or_path!r} lacks {len(missing)} encoder weights (e.g. {sorted(missing)[0]}): "
+            "it is not a checkpoint of the model its config.json describes; give a BERT-style model folder"
+        )
 
 
 # --------------------------------------------------------------------------- forward pieces

@@ -17,6 +17,7 @@ from bertstory.errors import BertstoryError
 from bertstory.metrics import AnalysisMetrics
 from bertstory.models import Encoder, attention_maps
 from bertstory.patterns import pattern_masks, punct_vocab_mask
+from bertstory.resume import merge_metric_state, metric_state
 
 
 class AnalysisModule(L.LightningModule):
@@ -25,7 +26,12 @@ class AnalysisModule(L.LightningModule):
     ``predict_step`` returns, for the writer, a dict with ``index`` (B,), ``input_ids`` and
     ``attention_mask`` (B, n), ``attention`` and ``attribution`` (B, L, H, n, n) (attribution
     None for ``attribution=none``) restricted to the segments whose maps are kept
-    (dataset index < ``keep_maps``), so nothing else is held after the step.
+    (dataset index < ``keep_maps``), so nothing else is held after the step; and the batch's
+    progress for ``resume=true`` (:mod:`bertstory.resume`): ``done`` (the dataset indices of the
+    whole batch), ``zero_rows`` and ``metric_state``, the batch's delta of the metric states.
+
+    The batch is first added to ``batch_metrics`` (reset each step), whose states are then added
+    to the running ``metrics``: the same float64 sums as updating ``metrics`` directly.
     """
 
     def __init__(self, encoder: Encoder, method: Attribution, tau: float = 0.5, kappa: float = 2.0,
@@ -37,6 +43,8 @@ class AnalysisModule(L.LightningModule):
         self.keep_maps = keep_maps
         self.metrics = AnalysisMetrics(encoder.layers, encoder.heads, with_attribution=method.name != "none",
                                        tau=tau, kappa=kappa)
+        self.batch_metrics = AnalysisMetrics(encoder.layers, encoder.heads, with_attribution=method.name != "none",
+                                             tau=tau, kappa=kappa)
         self.register_buffer("punct_vocab", punct_vocab_mask(encoder.tokenizer), persistent=False)
         self.cls_id = encoder.tokenizer.cls_token_id
         self.sep_id = encoder.tokenizer.sep_token_id
@@ -46,12 +54,17 @@ class AnalysisModule(L.LightningModule):
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int = 0) -> dict[str, Tensor | None]:
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
         attention = attention_maps(self.encoder, ids, mask, types)  # (B, L, H, n, n)
+        zero_rows = self.method.zero_rows
         attribution = self.method.attribute(self.encoder, ids, mask, types)
+        zero_rows = self.method.zero_rows - zero_rows
         check_finite(attention, batch["index"], "attention")
         if attribution is not None:
             check_finite(attribution, batch["index"], "attribution")
         masks = pattern_masks(ids, mask, self.cls_id, self.sep_id, self.punct_vocab)
-        self.metrics.update(attention, attribution, mask, masks)
+        self.batch_metrics.reset()
+        self.batch_metrics.update(attention, attribution, mask, masks)
+        delta = metric_state(self.batch_metrics)
+        merge_metric_state(self.metrics, delta)
         keep = torch.ones_like(batch["index"], dtype=torch.bool)
         if self.keep_maps is not None:
             keep = batch["index"] < self.keep_maps
@@ -61,6 +74,9 @@ class AnalysisModule(L.LightningModule):
             "attention_mask": mask[keep],
             "attention": attention[keep],
             "attribution": None if attribution is None else attribution[keep],
+            "done": batch["index"],
+            "zero_rows": zero_rows,
+            "metric_state": delta,
         }
 
 

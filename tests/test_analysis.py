@@ -111,7 +111,8 @@ def test_shards_hold_the_maps(exact_run, tiny64):
         with safe_open(str(s), framework="pt") as f:
             assert f.metadata()["model"] == "tiny" and f.metadata()["method"] == "exact"
             for key in f.keys():
-                seen[key] = f.get_tensor(key)
+                if not key.startswith("__"):  # progress records for resume=true (bertstory.resume)
+                    seen[key] = f.get_tensor(key)
     assert sorted({k.split(".")[0] for k in seen}) == ["0", "1", "2", "3"]
     model = tiny64.model.float()
     try:
@@ -144,7 +145,7 @@ def test_attention_only_and_csv_logger(tmp_path):
     keys = set()
     for s in (tmp_path / "maps").glob("*.safetensors"):
         with safe_open(str(s), framework="pt") as f:
-            keys |= set(f.keys())
+            keys |= {k for k in f.keys() if not k.startswith("__")}
     assert {k.split(".")[0] for k in keys} == {"0", "1", "2"}
     assert not any(k.endswith(".attribution") for k in keys)
     assert list((tmp_path / "csv").rglob("metrics.csv"))
