@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from bertstory.attribution import build_attribution
 from bertstory.errors import BertstoryError
 from bertstory.module import AnalysisModule
+from bertstory.resume import data_fingerprint, previous_run, save_record
 from bertstory.report import build as build_report
 from bertstory.report import check_heads, log_wandb_media
 from bertstory.summary import format_table, layer_summary
@@ -51,6 +52,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
     """Run the analysis described by ``cfg`` into ``run_dir``; returns metrics.json's dict on rank 0."""
     run_dir = Path(run_dir)
     check_writable(run_dir)
+    previous = previous_run(cfg, run_dir)  # resume=true: what is done; else refuse to overwrite shards
     torch.manual_seed(cfg.seed)
     encoder = instantiate(cfg.model)
     check_heads(report_cfg(cfg).get("heads") or [], encoder.layers, encoder.heads)  # fail before the work
@@ -62,12 +64,20 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
     datamodule = instantiate(cfg.data, tokenizer=encoder.tokenizer)
     datamodule.prepare_texts()
     stats = datamodule.stats
+    fingerprint = data_fingerprint(datamodule.input_ids, datamodule.token_type_ids)
+    previous.check_data(stats, fingerprint)
+    datamodule.skip_segments(previous.done)
     module = AnalysisModule(encoder, method, tau=cfg.persistence.tau, kappa=cfg.persistence.kappa,
                             keep_maps=cfg.writer.max_segments)
     writer = MapWriter(run_dir, dtype=cfg.writer.dtype,
-                       metadata={"model": encoder.name, "method": method.name, "schema": SCHEMA})
+                       metadata={"model": encoder.name, "method": method.name, "schema": SCHEMA},
+                       first_batch=previous.next_batch)
     logger = build_logger(cfg, run_dir)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=logger if logger else False)
+    if trainer.global_rank == 0:
+        if previous.record is None:
+            save_record(run_dir, cfg, stats, fingerprint)
+        previous.seed(module.metrics, method)  # rank 0 only: the DDP sum counts the finished batches once
     for rank, (segments, tokens) in enumerate(datamodule.rank_summary(trainer.world_size)):
         if trainer.global_rank == 0:
             log.info("rank %d: %d segments, %d tokens", rank, segments, tokens)
