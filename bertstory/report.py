@@ -94,12 +94,12 @@ def heatmap(fig: Figure, ax, table: np.ndarray, title: str, cmap: str = "viridis
     ax.tick_params(labelsize=6)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
     if annotate if annotate is not None else L * H <= 16 * 12:
-        lo, hi = im.get_clim()
         for (layer, head), v in np.ndenumerate(table):
             if math.isfinite(v):
-                light = (v - lo) / ((hi - lo) or 1) < 0.6
+                r, g, b, _ = im.cmap(im.norm(v))
+                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
                 ax.text(head, layer, f"{v:.2f}", ha="center", va="center", fontsize=5,
-                        color="white" if light else "black")
+                        color="white" if dark else "black")
     for layer, head in marks:
         ax.add_patch(_box(layer, head))
 
