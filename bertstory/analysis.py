@@ -16,12 +16,21 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bertstory.attribution import build_attribution
+from bertstory.distributed import (
+    RankWork,
+    check_partition,
+    end_process_group,
+    gather_objects,
+    log_rank_work,
+    relaunch_as_hydra_job,
+)
 from bertstory.errors import BertstoryError
 from bertstory.module import AnalysisModule
-from bertstory.resume import data_fingerprint, previous_run, save_record
 from bertstory.report import build as build_report
 from bertstory.report import check_heads, log_wandb_media
+from bertstory.resume import data_fingerprint, previous_run, save_record
 from bertstory.summary import format_table, layer_summary
+from bertstory.sweep import finish_wandb_run, sweep_group
 from bertstory.writer import MapWriter, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -33,7 +42,10 @@ def build_logger(cfg: DictConfig, run_dir: Path):
     """The Lightning logger of the ``logger`` group, or None for ``logger=none``."""
     if cfg.get("logger") is None or cfg.logger.get("_target_") is None:
         return None
-    return instantiate(cfg.logger)
+    extra = {}
+    if "group" in cfg.logger and cfg.logger.group is None and sweep_group() is not None:
+        extra["group"] = sweep_group()  # the runs of one multirun share a group
+    return instantiate(cfg.logger, **extra)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -73,7 +85,8 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
                        metadata={"model": encoder.name, "method": method.name, "schema": SCHEMA},
                        first_batch=previous.next_batch)
     logger = build_logger(cfg, run_dir)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=logger if logger else False)
+    work = RankWork()
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[writer, work], logger=logger if logger else False)
     if trainer.global_rank == 0:
         if previous.record is None:
             save_record(run_dir, cfg, stats, fingerprint)
@@ -82,9 +95,13 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
         if trainer.global_rank == 0:
             log.info("rank %d: %d segments, %d tokens", rank, segments, tokens)
     start = time.perf_counter()
-    trainer.predict(module, datamodule=datamodule, return_predictions=False)
+    with relaunch_as_hydra_job(trainer.num_devices):  # DDP: the other processes run this same Hydra job
+        trainer.predict(module, datamodule=datamodule, return_predictions=False)
     seconds = time.perf_counter() - start
+    per_rank = work.gather()  # collective under DDP
+    zero_rows = sum(gather_objects(method.zero_rows))  # collective under DDP
     blocks = module.metrics.compute_block()  # collective under DDP: every rank computes
+    end_process_group()  # the last collective call: a next run in this process (multirun) starts afresh
     metrics = {
         "schema": SCHEMA,
         "model": encoder.info(),
@@ -94,7 +111,9 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
     }
     if trainer.global_rank != 0:
         return None
-    metrics["method"]["zero_rows"] = method.zero_rows  # (rank 0's count; see README)
+    log_rank_work(per_rank)
+    check_partition([w["indices"] for w in per_rank] + [sorted(previous.done)], stats["segments"])
+    metrics["method"]["zero_rows"] = zero_rows  # summed over the processes
     write_json_atomic(metrics, run_dir / "metrics.json")
     summary = layer_summary(metrics)
     print(format_table(metrics, summary))
@@ -107,6 +126,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
         print(f"report: {report.html}")
     if logger is not None:
         log_to_logger(logger, cfg, metrics, summary, figures)
+        finish_wandb_run(logger)  # the next job of a multirun gets a W&B run of its own
     return metrics
 
 
