@@ -203,16 +203,19 @@ def fig_heads_patterns(metrics: dict, out_dir: Path) -> FigureFile:
     """Figure 2b: LxH heatmaps of each pattern's mass, attention above attribution (one scale per pattern)."""
     L, H = metrics["model"]["layers"], metrics["model"]["heads"]
     blocks = [b for b in ("attention", "attribution") if b in metrics]
-    fig = Figure(figsize=(len(PATTERNS) * max(2.2, 0.28 * H + 0.9), len(blocks) * max(1.8, 0.3 * L + 1.0)))
-    axes = np.array(fig.subplots(len(blocks), len(PATTERNS))).reshape(len(blocks), len(PATTERNS))
-    for col, p in enumerate(PATTERNS):
+    cols = 3  # patterns per grid row; each pattern's blocks are stacked in consecutive rows
+    rows = math.ceil(len(PATTERNS) / cols) * len(blocks)
+    fig = Figure(figsize=(cols * max(2.4, 0.3 * H + 1.0), rows * max(1.8, 0.3 * L + 1.0)))
+    axes = np.array(fig.subplots(rows, cols)).reshape(rows, cols)
+    for i, p in enumerate(PATTERNS):
         tables = [as_array(metrics[b]["patterns"][p]) for b in blocks]
         vmax = max(float(np.nanmax(t)) if np.isfinite(t).any() else 0.0 for t in tables) or 1.0
-        for row, (block, table) in enumerate(zip(blocks, tables, strict=True)):
-            heatmap(fig, axes[row, col], table, f"{p}: {block}", vmin=0, vmax=vmax, annotate=False)
+        for j, (block, table) in enumerate(zip(blocks, tables, strict=True)):
+            ax = axes[(i // cols) * len(blocks) + j, i % cols]
+            heatmap(fig, ax, table, f"{p}: {block}", vmin=0, vmax=vmax, annotate=False)
     fig.tight_layout()
     caption = "Each head's mass on each pattern under attention" + (
-        " (top row) and attribution (bottom row); both rows of a pattern share one colour scale."
+        ", with its mass under attribution below it; both maps of a pattern share one colour scale."
         if "attribution" in metrics else ".")
     return save(fig, out_dir, "heads_patterns", caption)
 
@@ -237,9 +240,12 @@ def fig_segment(segment, heads: list[tuple[str, tuple[int, int]]], out_dir: Path
             ax.set_xticks(range(n))
             ax.set_yticks(range(n))
             ax.set_xticklabels(tokens, rotation=90, fontsize=font)
-            ax.set_yticklabels(tokens, fontsize=font)
             ax.set_xlabel("key / input token", fontsize=7)
-            ax.set_ylabel("query", fontsize=7)
+            if col == 0:  # the panels of a row share the queries: label them once
+                ax.set_yticklabels(tokens, fontsize=font)
+                ax.set_ylabel("query", fontsize=7)
+            else:
+                ax.set_yticklabels([])
     fig.tight_layout()
     caption = (f"Segment {segment.index} ({n} tokens): each row is one head, attention on the left"
                + (", attribution (normalised, w.r.t. input tokens) on the right; both panels of a row share one "
