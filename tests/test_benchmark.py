@@ -104,6 +104,18 @@ def test_fast_engine_equals_jvp(tiny3, pair, monkeypatch, fold, wrt, head_output
             assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-10
 
 
+@pytest.mark.parametrize("maps", [0, 1])
+@pytest.mark.parametrize("head_output", ["context", "projected"])
+def test_plain_residual_rules_equal_jvp(tiny3, pair, monkeypatch, maps, head_output):
+    """Layers beyond the map budget use the plain LayerNorm/feed-forward rules: still exact."""
+    ids, tt = pair
+    n, d = ids.shape[1], tiny3.model.config.hidden_size
+    monkeypatch.setattr(Exact, "map_budget", lambda self, device: maps * n * d * d * 8)
+    ref = Exact(engine="jvp", dtype="float64", head_output=head_output).attribute_segment(tiny3.model, ids, tt)
+    got = Exact(dtype="float64", head_output=head_output).attribute_segment(tiny3.model, ids, tt)
+    assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-10
+
+
 def test_out_of_memory_inside_a_chunk_counts_nothing_twice(tiny3, pair, monkeypatch):
     """A failure after layer 0 of a chunk went through: the retried chunk is not counted twice."""
     ids, tt = pair

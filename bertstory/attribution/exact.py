@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from bertstory.attribution.base import Attribution
-from bertstory.attribution.tangents import Engine, chunk_bytes, fold_scores, plan_bytes
+from bertstory.attribution.tangents import Engine, chunk_bytes, fold_scores
 from bertstory.models import embed, embeddings_from_words, head_outputs
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,20 @@ def is_oom(e: BaseException) -> bool:
         return True
     msg = str(e)
     return isinstance(e, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+
+
+def available_bytes(device: torch.device) -> int:
+    """Free memory of a CUDA device, or the host's available memory (0 when unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def input_jacobians(model: torch.nn.Module, input_ids: Tensor, token_type_ids: Tensor, wrt: str):
@@ -94,19 +108,23 @@ class ForwardModeAttribution(Attribution):
 
     # -- shared
     def auto_chunk(self, n: int, config, device: torch.device | str = "cpu") -> int:
-        """Tangents per chunk: as many as fit in ``memory_mb`` next to the segment's precomputed matrices.
+        """Tangents per chunk: as many as fit in ``memory_mb``.
 
         On a CPU the chunk is also capped at about ``CPU_ROWS`` tangent rows (chunk * n), so that a
         layer's working set stays in the last-level cache: larger chunks run no faster there.
         """
-        d, H, L = config.hidden_size, config.num_attention_heads, config.num_hidden_layers
+        d, H, d_ff = config.hidden_size, config.num_attention_heads, config.intermediate_size
         size = DTYPES[self.dtype].itemsize
-        fold = fold_scores(H, n, d)
-        budget = self.memory_mb * 2**20 - plan_bytes(n, d, H, L, size, fold)
-        chunk = max(1, int(budget // chunk_bytes(n, d, H, size, fold)))
+        per = chunk_bytes(n, d, H, d_ff, size, fold_scores(H, n, d))
+        chunk = max(1, int(self.memory_mb * 2**20 // per))
         if torch.device(device).type == "cpu":
             chunk = min(chunk, max(1, CPU_ROWS // n))
         return chunk
+
+    def map_budget(self, device: torch.device) -> int:
+        """Bytes the fast engine may hold in per-token residual maps: ``memory_mb`` or a quarter of
+        the memory available now, whichever is larger (layers beyond it use the plain rules)."""
+        return max(self.memory_mb * 2**20, available_bytes(device) // 4)
 
     def attribute_segment(self, model, input_ids, token_type_ids):
         dtype = DTYPES[self.dtype]
@@ -142,7 +160,7 @@ class ForwardModeAttribution(Attribution):
         return S2.clamp_min(0).sqrt()
 
     def _fast_pusher(self, model, x, dtype):
-        engine = Engine(model, x, dtype, self.head_output)
+        engine = Engine(model, x, dtype, self.head_output, map_budget=self.map_budget(x.device))
         return engine.push
 
     def _jvp_pusher(self, model, x, dtype):

@@ -26,8 +26,8 @@ costs a handful of large matmuls and almost no element-wise work:
   activation work (about 4x fewer FLOPs for ``d_ff = 4d``).
 - **Scores without the query/key tangents.** For short segments (``H n <= d + n``) the score
   tangent ``dS_ik = dq_i . k_k + q_i . dk_k`` comes straight from the residual tangent through
-  per-token matrices ``W_q^T k^T`` and ``W_k^T q^T`` with the attention ``A`` folded in, so one
-  batched matmul gives ``E = A * dS`` (longer segments use ``dq``, ``dk`` and two matmuls).
+  ``W_q^T k^T`` and ``W_k^T q^T`` (``d x H n`` each), in the same matmul as the value tangent
+  (longer segments compute ``dq``, ``dk`` and two batched matmuls).
 - **No softmax row sums.** ``d o_i = sum_k E_ik (v_k - o_i) + sum_k A_ik dv_k``: the softmax
   tangent's ``- r_i A_ik`` term is absorbed by shifting the values by the head output
   (no cancellation, which keeps bfloat16 accurate).
@@ -35,6 +35,10 @@ costs a handful of large matmuls and almost no element-wise work:
   **last layer stops at the head outputs**.
 - ``head_output=projected`` uses ``||d o W_O^h||^2 = ||d o R_h||^2`` with ``R_h R_h^T = W_O^h W_O^h^T``
   (``d_h x d_h``) instead of projecting to ``d``.
+
+The per-token maps take ``(L-1) n d^2`` values; layers whose maps do not fit the engine's
+``map_budget`` fall back to the plain rules (output projection, LayerNorm, feed-forward with
+the activation's derivative, LayerNorm: same result, more FLOPs).
 
 Squared norms go to S2 through a small matmul with the tangents' one-hot token weights, in a
 chunk-local buffer that is added to S2 only when the whole chunk went through (an
@@ -57,14 +61,14 @@ class LayerPlan:
     """What one layer's tangent rules need (one segment, n tokens), in the tangent dtype."""
 
     A: Tensor  # (H, n, n) attention probabilities
-    vshift: Tensor  # (H, n_i, n_k, d_h): v_k - o_i
-    W_v: Tensor  # (d, d) value weights, transposed (x @ W_v gives dv, heads concatenated)
-    Ws: Tensor | None = None  # fold: (n, d, 2 H n) per-token score maps with A folded in
-    W_qk: Tensor | None = None  # no fold: (d, 2d) [W_q * scaling; W_k] transposed
+    VA: Tensor  # (H, n_i, n_k, d_h): A_ik (v_k - o_i)
+    W_in: Tensor  # fold: (d, Hn + d) [W_q^T k^T | W_v^T]; else (d, 3d) [W_q | W_k | W_v]^T
+    W_sT: Tensor | None = None  # fold: (Hn, d) rows (h, i): (W_k^T q_i)^T
     q: Tensor | None = None  # no fold: (H, n, d_h), pre-scaled by 1/sqrt(d_h)
     k: Tensor | None = None  # no fold: (H, n, d_h)
     W_oT: Tensor | None = None  # (d, d) attention output projection, transposed; None in the last layer
     N: Tensor | None = None  # (n, d, d) per-token map from the residual tangent to the layer output
+    plain: tuple | None = None  # without N: (s1, xhat1, W_1^T, act'(u), W_2^T, s2, xhat2)
     R: Tensor | None = None  # (H, d_h, d_h) projected-norm factor (head_output=projected)
 
 
@@ -115,12 +119,15 @@ def activation_grad(act, u: Tensor) -> Tensor:
     return g
 
 
-def residual_map(layer, r1: Tensor, u: Tensor, r2: Tensor, block: int = 16) -> Tensor:
+def residual_map(
+    layer, r1: Tensor, u: Tensor, r2: Tensor, block: int = 16, mm_dtype: torch.dtype | None = None
+) -> Tensor:
     """Per-token matrices ``N_i`` (n, d, d): the tangent of the layer output w.r.t. ``r1 = context W_O^T + b + h``.
 
     ``N_i = C1_i diag(s1_i) (I + W_1^T diag(act'(u_i)) W_2^T) C2_i diag(s2_i)``, row-vector convention
     (``dh_out = dr1 @ N_i``); ``u`` is the feed-forward pre-activation, ``r2`` the second LayerNorm's
-    input (all (n, .) primal rows). Tokens go in blocks to bound memory.
+    input (all (n, .) primal rows). Tokens go in blocks to bound memory. ``mm_dtype`` runs the
+    feed-forward product in a lower precision (bfloat16 tangents: the map is rounded to it anyway).
     """
     out_ln = layer.attention.output.LayerNorm
     ffn_ln = layer.output.LayerNorm
@@ -134,7 +141,10 @@ def residual_map(layer, r1: Tensor, u: Tensor, r2: Tensor, block: int = 16) -> T
     eye = torch.eye(d, dtype=r1.dtype, device=r1.device)
     for a in range(0, n, block):
         b = min(n, a + block)
-        Z = (W1.T[None] * g[a:b, None, :]) @ W2.T  # (m, d, d) = W_1^T diag(g) W_2^T
+        if mm_dtype is None:
+            Z = (W1.T[None] * g[a:b, None, :]) @ W2.T  # (m, d, d) = W_1^T diag(g) W_2^T
+        else:
+            Z = ((W1.T[None] * g[a:b, None, :]).to(mm_dtype) @ W2.T.to(mm_dtype)).to(r1.dtype)
         Z += eye
         Z *= s1[a:b, :, None]
         centre_rows(Z, x1[a:b])
@@ -152,15 +162,42 @@ def projected_factor(W_o: Tensor, H: int) -> Tensor:
     return (U * lam.clamp_min(0).sqrt()[:, None, :]).to(W_o.dtype)
 
 
+def layernorm_tangent(dr: Tensor, s: Tensor, xhat: Tensor) -> Tensor:
+    """JVP of LayerNorm, ``(dr - mean(dr) - xhat mean(dr xhat)) s``, for dr (n, T, d) and per-token s, xhat (n, d)."""
+    xhat = xhat[:, None, :]
+    centred = dr - dr.mean(-1, keepdim=True) - xhat * (dr * xhat).mean(-1, keepdim=True)
+    return centred.mul_(s[:, None, :])
+
+
+def plain_residual(plain: tuple, dr: Tensor) -> Tensor:
+    """The layer output's tangent (n, T, d) from ``dr1`` without the per-token map: LayerNorm,
+    feed-forward with the activation's derivative, residual, LayerNorm."""
+    s1, x1, W1T, g, W2T, s2, x2 = plain
+    n, T, d = dr.shape
+    da = layernorm_tangent(dr, s1, x1)
+    du = (da.view(n * T, d) @ W1T).view(n, T, -1).mul_(g[:, None, :])
+    dr2 = torch.addmm(da.view(n * T, d), du.view(n * T, -1), W2T).view(n, T, d)
+    return layernorm_tangent(dr2, s2, x2)
+
+
 class Engine:
     """The linearised forward of one segment: primal pass once, then :meth:`push` chunks of one-row tangents.
 
     ``model`` a BERT-layout encoder, ``x`` (1, n, d) the encoder input vectors, ``dtype`` the
     tangent dtype (bfloat16 tangents keep float32 norms and accumulation), ``head_output``
-    ``context`` or ``projected``, ``fold`` forces the score path (None: cheaper one).
+    ``context`` or ``projected``, ``fold`` forces the score path (None: the cheaper one),
+    ``map_budget`` bounds the bytes of the per-token residual maps (None: no bound).
     """
 
-    def __init__(self, model, x: Tensor, dtype: torch.dtype, head_output: str = "context", fold: bool | None = None):
+    def __init__(
+        self,
+        model,
+        x: Tensor,
+        dtype: torch.dtype,
+        head_output: str = "context",
+        fold: bool | None = None,
+        map_budget: int | None = None,
+    ):
         self.dtype = dtype
         self.head_output = head_output
         cfg = model.config
@@ -168,6 +205,7 @@ class Engine:
         self.n = x.shape[1]
         self.fold = fold_scores(self.H, self.n, self.d) if fold is None else fold
         self.acc = torch.float64 if dtype == torch.float64 else torch.float32
+        self.map_budget = map_budget
         self.plans: list[LayerPlan] = []
         self.first: FirstLayer | None = None
         self._primal(model, x)
@@ -181,6 +219,7 @@ class Engine:
         layers = model.encoder.layer
         mask4 = extended_mask(torch.ones(x.shape[:2], device=x.device), x.dtype)
         h = x
+        used = 0  # bytes of per-token maps so far
         for idx, layer in enumerate(layers):
             sa = layer.attention.self
             context, A = sa(h, attention_mask=mask4)
@@ -193,22 +232,20 @@ class Engine:
             v = (hw @ Wv.T + sa.value.bias.to(work)).view(n, H, -1).transpose(0, 1)
             A = A[0].to(work)
             o = A @ v  # (H, n, d_h)
+            if self.fold:
+                s_row = torch.einsum("hed,hke->dhk", Wq.view(H, -1, d), k)  # dq_i . k_k = x_i @ s_row[:, h, k]
+                s_col = torch.einsum("hed,hie->dhi", Wk.view(H, -1, d), q)  # q_i . dk_k = x_k @ s_col[:, h, i]
+                W_in = torch.cat([s_row.reshape(d, H * n), Wv.T], 1)
+            else:
+                W_in = torch.cat([Wq, Wk, Wv], 0).T
             plan = LayerPlan(
                 A=A.to(dt),
-                vshift=(v[:, None, :, :] - o[:, :, None, :]).to(dt),
-                W_v=Wv.T.contiguous().to(dt),
+                VA=(A[..., None] * (v[:, None, :, :] - o[:, :, None, :])).to(dt),
+                W_in=W_in.contiguous().to(dt),
             )
             if self.fold:
-                Wq_h = Wq.view(H, -1, d)  # (H, d_h, d)
-                Wk_h = Wk.view(H, -1, d)
-                s_row = torch.einsum("hed,hke->dhk", Wq_h, k)  # dq_i . k_k  = x_i @ s_row[:, h, k]
-                s_col = torch.einsum("hed,hie->dhi", Wk_h, q)  # q_i . dk_k  = x_k @ s_col[:, h, i]
-                Ws = torch.empty(n, d, 2, H, n, dtype=work, device=x.device)
-                Ws[:, :, 0] = s_row[None] * A.permute(1, 0, 2)[:, None]  # token i: * A[h, i, k]
-                Ws[:, :, 1] = s_col[None] * A.permute(2, 0, 1)[:, None]  # token k: * A[h, i, k]
-                plan.Ws = Ws.view(n, d, 2 * H * n).to(dt)
+                plan.W_sT = s_col.reshape(d, H * n).T.contiguous().to(dt)
             else:
-                plan.W_qk = torch.cat([Wq, Wk], 0).T.contiguous().to(dt)
                 plan.q = q.to(dt).contiguous()
                 plan.k = k.to(dt).contiguous()
             W_o = layer.attention.output.dense.weight.to(work)
@@ -230,7 +267,19 @@ class Engine:
                 u = layer.intermediate.dense(a)
                 r2 = layer.output.dense(layer.intermediate.intermediate_act_fn(u)) + a
                 plan.W_oT = W_o.T.contiguous().to(dt)
-                plan.N = residual_map(layer, r1[0].to(work), u[0].to(work), r2[0].to(work)).to(dt)
+                r1w, uw, r2w = r1[0].to(work), u[0].to(work), r2[0].to(work)
+                size = n * d * d * dt.itemsize
+                if self.map_budget is None or used + size <= self.map_budget:
+                    low = dt if dt.itemsize < 4 else None  # bfloat16 maps: their product in bfloat16
+                    plan.N = residual_map(layer, r1w, uw, r2w, mm_dtype=low).to(dt)
+                    used += size
+                else:
+                    s1, x1 = layernorm_stats(out.LayerNorm, r1w)
+                    s2, x2 = layernorm_stats(layer.output.LayerNorm, r2w)
+                    g = activation_grad(layer.intermediate.intermediate_act_fn, uw)
+                    W1 = layer.intermediate.dense.weight.to(work)
+                    W2 = layer.output.dense.weight.to(work)
+                    plan.plain = tuple(t.contiguous().to(dt) for t in (s1, x1, W1.T, g, W2.T, s2, x2))
                 h = layer.output.LayerNorm(r2)
             self.plans.append(plan)
 
@@ -284,24 +333,36 @@ class Engine:
         return do
 
     def attention(self, plan: LayerPlan, X: Tensor, T: int) -> Tensor:
-        """Head-output tangents (H, n, T, d_h) for dense residual tangents X (n*T, d), token-major."""
-        H, n = self.H, self.n
+        """Head-output tangents (H, n, T, d_h) for dense residual tangents X (n*T, d), token-major.
+
+        ``d o_i = sum_k A_ik dv_k + sum_k A_ik dS_ik (v_k - o_i)``: the score tangent's two parts
+        (``dq_i . k_k`` and ``q_i . dk_k``) are contracted with ``A_ik (v_k - o_i)`` separately, each
+        in the layout its matmul produced, so no score-sized tensor is ever transposed or summed.
+        """
+        H, n, d = self.H, self.n, self.d
+        Y = X @ plan.W_in  # (nT, C), rows token-major
+        VA = plan.VA.view(H * n, n, -1)  # [(h, i), k, :] A_ik (v_k - o_i)
         if self.fold:
-            Y = torch.bmm(X.view(n, T, -1), plan.Ws)  # (n, T, 2Hn)
-            Y1 = Y[..., : H * n].view(n, T, H, n).permute(2, 0, 1, 3)  # [h, i, t, k] A_ik dq_i . k_k
-            Y2 = Y[..., H * n :].view(n, T, H, n).permute(2, 3, 1, 0)  # [h, i, t, k] A_ik q_i . dk_k
-            E = torch.empty(H, n, T, n, dtype=X.dtype, device=X.device)
-            torch.add(Y1, Y2, out=E)
+            rowpart = Y[:, : H * n].view(n, T, H, n)  # [i, t, h, k] dq_i . k_k
+            colpart = (plan.W_sT @ X.T).view(H * n, n, T).transpose(1, 2)  # [(h, i), t, k] q_i . dk_k
+            dv = Y[:, H * n :]
         else:
-            Yqk = (X @ plan.W_qk).view(n * T, 2, H, -1)
-            dq = Yqk[:, 0].transpose(0, 1)  # (H, nT, d_h)
-            dk = Yqk[:, 1].transpose(0, 1)
-            E = torch.matmul(dq, plan.k.transpose(1, 2)).view(H, n, T, n)  # [h, i, t, k]
-            E += torch.matmul(dk, plan.q.transpose(1, 2)).view(H, n, T, n).permute(0, 3, 2, 1)
-            E *= plan.A[:, :, None, :]
-        dv = (X @ plan.W_v).view(n, T, H, -1).permute(2, 0, 1, 3).reshape(H, n, -1)  # (H, n_k, T*d_h)
+            Yqkv = Y.view(n * T, 3, H, -1)
+            dq = Yqkv[:, 0].transpose(0, 1)  # (H, nT, d_h)
+            dk = Yqkv[:, 1].transpose(0, 1)
+            rowpart = torch.matmul(dq, plan.k.transpose(1, 2)).view(H * n, T, n)  # [(h, i), t, k]
+            colpart = torch.matmul(plan.q, dk.transpose(1, 2)).view(H * n, n, T).transpose(1, 2)
+            dv = Y[:, 2 * d :]
+        dv = dv.view(n, T, H, -1).permute(2, 0, 1, 3).reshape(H, n, -1)  # (H, n_k, T*d_h)
         do = torch.bmm(plan.A, dv).view(H * n, T, -1)  # sum_k A_ik dv_k
-        do.baddbmm_(E.view(H * n, T, n), plan.vshift.view(H * n, n, -1))  # + sum_k E_ik (v_k - o_i)
+        do.baddbmm_(colpart, VA)
+        if self.fold:
+            do4 = do.view(H, n, T, -1)
+            VA4 = plan.VA
+            for h in range(H):
+                do4[h].baddbmm_(rowpart[:, :, h], VA4[h])
+        else:
+            do.baddbmm_(rowpart, VA)
         return do.view(H, n, T, -1)
 
     def squared_norms(self, plan: LayerPlan, do: Tensor) -> Tensor:
@@ -320,25 +381,26 @@ class Engine:
             dr.view(n, T, -1)[rows, torch.arange(T, device=dr.device)] += vecs
         else:
             dr = torch.addmm(X, dc, plan.W_oT)
-        return torch.bmm(dr.view(n, T, -1), plan.N).view(n * T, -1)
+        if plan.N is not None:
+            return torch.bmm(dr.view(n, T, -1), plan.N).view(n * T, -1)
+        return plain_residual(plan.plain, dr.view(n, T, -1)).view(n * T, -1)
 
     def nbytes(self) -> int:
         """Memory held by the precomputed matrices."""
         total = 0
         for p in self.plans:
-            for t in (p.A, p.vshift, p.W_v, p.Ws, p.W_qk, p.q, p.k, p.W_oT, p.N, p.R):
+            for t in (p.A, p.VA, p.W_in, p.W_sT, p.q, p.k, p.W_oT, p.N, p.R, *(p.plain or ())):
                 if t is not None:
                     total += t.numel() * t.element_size()
         return total
 
 
-def chunk_bytes(n: int, d: int, H: int, itemsize: int, fold: bool) -> int:
-    """Peak bytes of the live tangent tensors per tangent in one chunk (a generous estimate)."""
-    scores = (2 if fold else 3) * H * n * n + (0 if fold else 2 * d * n)
-    return itemsize * (8 * n * d + scores) + 8 * (2 * H * n + n)
+def chunk_bytes(n: int, d: int, H: int, d_ff: int, itemsize: int, fold: bool) -> int:
+    """Peak bytes of the live tangent tensors per tangent of a chunk (a generous estimate)."""
+    width = (2 * H * n + d) if fold else 3 * d
+    return itemsize * n * (7 * d + width + 2 * H * n + d_ff) + 8 * 3 * H * n
 
 
-def plan_bytes(n: int, d: int, H: int, L: int, itemsize: int, fold: bool) -> int:
-    """Bytes of the per-segment matrices (per-token residual maps, score maps)."""
-    per_layer = n * d * d + (2 * n * d * H * n if fold else 0) + 2 * d * d + H * n * n * (d // H + 1)
-    return itemsize * L * per_layer
+def map_bytes(n: int, d: int, L: int, itemsize: int) -> int:
+    """Bytes of all per-token residual maps of a segment."""
+    return itemsize * (L - 1) * n * d * d
