@@ -102,14 +102,26 @@ def summary_row(job_dir: Path) -> dict[str, Any]:
     return row
 
 
+def is_layer_column(column: str) -> bool:
+    """Whether a summary column is a per-layer statistic (``js_L0``, ``att_cls_L3``, ...)."""
+    return re.fullmatch(r"(js|attr?_[a-z]+)_L\d+", column) is not None
+
+
+def override_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The overridden keys of a sweep's rows, in first-seen order."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(c for c in row if c not in RUN_COLUMNS + FACT_COLUMNS and not is_layer_column(c)))
+    return list(seen)
+
+
 def ordered_columns(rows: list[dict[str, Any]]) -> list[str]:
     """Columns in a fixed order: run columns, override keys, facts, then per-layer statistics by layer."""
     seen: dict[str, None] = {}
     for row in rows:
         seen.update(dict.fromkeys(row))
-    per_layer = [c for c in seen if re.fullmatch(r"(js|attr?_[a-z]+)_L\d+", c)]
-    keys = [c for c in seen if c not in RUN_COLUMNS + FACT_COLUMNS + per_layer]
-    fixed = RUN_COLUMNS + keys + [c for c in FACT_COLUMNS if c in seen]
+    per_layer = [c for c in seen if is_layer_column(c)]
+    fixed = RUN_COLUMNS + override_keys(rows) + [c for c in FACT_COLUMNS if c in seen]
 
     def layer_key(column: str) -> tuple[int, int]:
         return int(column.rpartition("_L")[2]), per_layer.index(column)
@@ -127,9 +139,11 @@ def write_summary_csv(rows: list[dict[str, Any]], path: Path) -> None:
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
 
 
-def run_label(row: dict[str, Any]) -> str:
-    """A short legend label: the run's overrides, or its job number."""
-    return row["overrides"] or f"job {row['job']}"
+def run_labels(rows: list[dict[str, Any]]) -> list[str]:
+    """Short legend labels: the overrides whose values differ between the runs (else the job number)."""
+    keys = override_keys(rows)
+    varying = [k for k in keys if len({row.get(k) for row in rows}) > 1]
+    return [" ".join(f"{k}={row[k]}" for k in varying if k in row) or f"job {row['job']}" for row in rows]
 
 
 def plot_summary(rows: list[dict[str, Any]], path: Path) -> None:
@@ -141,12 +155,12 @@ def plot_summary(rows: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     plotted = 0
-    for row in rows:
+    for row, label in zip(rows, run_labels(rows), strict=True):
         layers = row.get("layers") or 0
         values = [row.get(f"js_L{layer}") for layer in range(layers)]
         if not values or any(v is None for v in values):
             continue
-        ax.plot(range(layers), values, marker="o", label=run_label(row))
+        ax.plot(range(layers), values, marker="o", label=label)
         plotted += 1
     ax.set_xlabel("layer")
     ax.set_ylabel("attention vs attribution, mean JS (bits)")
