@@ -288,7 +288,7 @@ def fig_own_share(metrics: dict, samples: torch.Tensor, count: int, tokens: int,
     ax.plot(layers, np.nanmean(as_array(metrics["uniform"]["patterns"]["self"]), axis=1), "--", color="0.5",
             label="uniform 1/n")
     ax.set_xticks(layers)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("layer", fontsize=8)
     ax.set_ylabel("own-token share a_ii", fontsize=8)
     ax.tick_params(labelsize=7)
