@@ -158,6 +158,25 @@ def test_ddp_keeps_one_run_dir_and_one_wandb_run(one_and_two):
     assert runs[0]["group"] == runs[1]["group"] == str(tmp / "two"), "the runs of a sweep share a group"
 
 
+@pytest.mark.slow
+def test_single_ddp_run_keeps_one_run_dir(tmp_path):
+    """``python analyze.py trainer=ddp ...`` without -m and without hydra.run.dir: one outputs/DATE/TIME."""
+    corpus = write_corpus(tmp_path / "corpus.txt", 9, (2, 30))
+    r = analyze("model=tiny", "attribution=none", "data=text", f"data.path={corpus}", "data.batch_size=2",
+                "logger=none", "report.enabled=false", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "outputs"]
+    runs = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, runs
+    run = runs[0]
+    assert (run / ".hydra").is_dir() and (run / "analyze_rank1.log").is_file()
+    assert json.loads((run / "metrics.json").read_text())["data"]["segments"] == 9
+    keys = shard_keys(run)
+    assert sorted(keys) == [0, 1]
+    assert sorted(int(k.split(".")[0]) for r in (0, 1) for k in keys[r] if k.endswith(".input_ids")) == list(range(9))
+
+
 def peak_rss_mb(*overrides: str, cwd: Path) -> float:
     """Peak resident memory (MB) of one ``analyze.py`` process, from ``os.wait4``."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "analyze.py"), *overrides], cwd=cwd,
