@@ -31,6 +31,8 @@ from bertstory.glue import GLUE, PANG_LEE, Task, glue_task
 
 log = logging.getLogger(__name__)
 
+GLUE_HUB = "nyu-mll/glue"  # the hub id of GLUE (data.task= fills it in)
+
 Segment = str | tuple[str, str]
 
 
@@ -133,8 +135,14 @@ def available_splits(dataset: str, config: str | None) -> list[str]:
         return list(datasets.get_dataset_split_names(dataset, config))
     except Exception as e:  # datasets raises many kinds; all mean "cannot load"
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        offline = " (bertstory runs offline: set BERTSTORY_ONLINE=1 to download)" if hub_offline() else ""
         raise BertstoryError(f"cannot load dataset {dataset} (config {config}): {msg}; check data.dataset, "
-                             "data.config and the network/HF cache (a save_to_disk folder works offline)") from e
+                             f"data.config and the network{offline}, or give a save_to_disk folder") from e
+
+
+def hub_offline() -> bool:
+    """Whether Hugging Face hub access is switched off (bertstory's default, see ``bertstory.cli``)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
 def label_names(ds, label_column: str) -> list[str] | None:
@@ -144,13 +152,18 @@ def label_names(ds, label_column: str) -> list[str] | None:
     return list(names) if names else None
 
 
-def read_hf_examples(ds, name: str, column: str, column_b: str | None, label_column: str) -> Examples:
-    """Labelled rows of ``ds``; rows without usable text or with a negative label (GLUE test sets) are skipped."""
+def read_hf_examples(ds, name: str, column: str, column_b: str | None, label_column: str,
+                     task: str | None = None) -> Examples:
+    """Labelled rows of ``ds``; rows without usable text or with a negative label (GLUE test sets) are skipped.
+
+    ``task`` names the GLUE task whose columns these are (for the error message).
+    """
     names = list(ds.column_names)
     for c in [column] + ([column_b] if column_b else []) + [label_column]:
         if c not in names:
             key = "data.label_column" if c == label_column else ("data.column_b" if c == column_b else "data.column")
-            raise BertstoryError(f"dataset {name} has no column {c!r} (columns: {', '.join(names)}): set {key}=")
+            fix = f"check data.dataset against data.task={task}" if task and c != label_column else f"set {key}="
+            raise BertstoryError(f"dataset {name} has no column {c!r} (columns: {', '.join(names)}): {fix}")
     texts: list[Segment] = []
     labels: list[int] = []
     skipped = 0
@@ -282,7 +295,7 @@ class ClassificationDataModule(SegmentDataModule):
             glue = glue_task(config)
         if reader == "hf":
             if glue is not None:
-                dataset = dataset or "glue"
+                dataset = dataset or GLUE_HUB
                 config = config or glue.name
                 column, column_b = glue.column, glue.column_b
             if not dataset:
@@ -310,9 +323,10 @@ class ClassificationDataModule(SegmentDataModule):
             train_idx, val_idx = stratified_split(examples.labels, self.val_fraction, self.seed)
             return examples.take(train_idx), examples.take(val_idx), f"{self.val_fraction:g} held out"
         train_ds, val_ds = hf_splits(self.dataset, self.config, self.split, self.val_split, self.explicit_val)
-        train = read_hf_examples(train_ds, self.dataset, self.column, self.column_b, self.label_column)
+        task = self.glue.name if self.glue else None
+        train = read_hf_examples(train_ds, self.dataset, self.column, self.column_b, self.label_column, task)
         if val_ds is not None:
-            val = read_hf_examples(val_ds, self.dataset, self.column, self.column_b, self.label_column)
+            val = read_hf_examples(val_ds, self.dataset, self.column, self.column_b, self.label_column, task)
             return train, val, f"split {self.val_split}"
         train_idx, val_idx = stratified_split(train.labels, self.val_fraction, self.seed)
         held = train.take(train_idx), train.take(val_idx)
@@ -324,9 +338,11 @@ class ClassificationDataModule(SegmentDataModule):
         names = train.label_names or (list(base.labels) if base.labels else None)
         seen = max(train.labels + val.labels) + 1
         num_labels = len(names) if names else max(seen, 2)
-        if self.glue is not None and num_labels != self.glue.num_labels:
-            raise BertstoryError(f"dataset {self.dataset} has {num_labels} labels, GLUE {self.glue.name} has "
-                                 f"{self.glue.num_labels}: check data.dataset against data.task")
+        if self.glue is not None:
+            count = len(train.label_names) if train.label_names else seen
+            if count > self.glue.num_labels or (train.label_names and count != self.glue.num_labels):
+                raise BertstoryError(f"dataset {self.dataset} has {count} labels, GLUE {self.glue.name} has "
+                                     f"{self.glue.num_labels}: check data.dataset against data.task")
         if seen > num_labels:
             raise BertstoryError(f"dataset {self.dataset} has label {seen - 1} but only {num_labels} class names: "
                                  "check data.label_column")

@@ -64,13 +64,14 @@ def check_checkpoint(path: str, module: FineTuneModule) -> str:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "epoch" not in ckpt:
         raise BertstoryError(f"resume={path} is not a Lightning checkpoint (no state_dict/epoch): give a .ckpt "
                              "file written by train.py (RUN/checkpoints/*.ckpt)")
-    ours = module.state_dict()
-    for key, value in ours.items():
-        theirs = ckpt["state_dict"].get(key)
-        if theirs is None or tuple(theirs.shape) != tuple(value.shape):
-            got = "missing" if theirs is None else f"shape {tuple(theirs.shape)}"
-            raise BertstoryError(f"resume={path} was trained with another model or task ({key}: {got}, here "
-                                 f"{tuple(value.shape)}): resume with the model and data it was trained on")
+    ours, theirs = module.state_dict(), ckpt["state_dict"]
+    for key in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(key), theirs.get(key)
+        if a is None or b is None or tuple(a.shape) != tuple(b.shape):
+            got = "missing" if b is None else f"shape {tuple(b.shape)}"
+            here = "missing" if a is None else f"shape {tuple(a.shape)}"
+            raise BertstoryError(f"resume={path} was trained with another model or task ({key}: {got} there, "
+                                 f"{here} here): resume with the model and data it was trained on")
     return path
 
 
