@@ -40,6 +40,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,7 +49,15 @@ from bertstory.attribution.exact import Exact, Sketch  # noqa: E402
 from bertstory.attribution.grad_sum import GradSum  # noqa: E402
 from bertstory.data import read_wiki  # noqa: E402
 from bertstory.metrics import js_bits  # noqa: E402
-from bertstory.models import attention_maps, embed, head_outputs, load_encoder  # noqa: E402
+from bertstory.models import (  # noqa: E402
+    attention_maps,
+    embed,
+    extended_mask,
+    finish_layer,
+    head_outputs,
+    load_encoder,
+    self_attention,
+)
 
 MODELS = {
     "minilm": dict(),
@@ -227,36 +236,46 @@ def normalised(s: torch.Tensor) -> torch.Tensor:
     return normalise_rows(s.double())[0]
 
 
-def naive_loop(model, ids, tt, samples: int, seed: int, device: torch.device) -> tuple[float, int, int, bool]:
+def naive_loop(model, ids, tt, samples: int, seed: int, device: torch.device) -> tuple[float, int, int, bool, Tensor]:
     """One backward pass per head-output coordinate, as a plain-autograd user writes it.
 
-    Returns ``(seconds for all L*n*d passes, passes timed, L*n*d, extrapolated)``: a seeded random
-    sample of ``samples`` coordinates (all of them when there are fewer) is timed, forward pass
-    included, and the mean time per pass is scaled to L*n*d.
+    One forward pass keeps every layer's context vectors (the head outputs, heads concatenated);
+    then ``torch.autograd.grad`` of one coordinate ``o^{l,h}_i[c]`` w.r.t. the input vectors per
+    pass (``retain_graph``; autograd only walks layers 0..l), and the squared per-token norms of
+    the gradient are added into ``s^2``. Returns ``(seconds for all L*n*d passes, passes timed,
+    L*n*d, extrapolated, s^2 of the timed passes)``: a seeded random sample of ``samples``
+    coordinates (all when there are fewer) is timed, forward pass included, and the mean time per
+    pass is scaled to L*n*d.
     """
     with torch.no_grad():
         x, _ = embed(model, ids, tt)
     x = x.detach().requires_grad_(True)
-    mask = torch.ones_like(ids)
-    total = model.config.num_hidden_layers * ids.shape[1] * model.config.hidden_size
-    H = model.config.num_attention_heads
-    d_h = model.config.hidden_size // H
+    mask4 = extended_mask(torch.ones_like(ids), x.dtype)
+    L, n, d = model.config.num_hidden_layers, ids.shape[1], model.config.hidden_size
+    total = L * n * d
     rng = random.Random(seed)
-    idx = list(range(total)) if samples >= total else rng.sample(range(total), samples)
+    coords = list(range(total)) if samples >= total else rng.sample(range(total), samples)
 
     def run(coords):
+        S2 = torch.zeros(L, model.config.num_attention_heads, n, n, dtype=x.dtype, device=x.device)
+        d_h = d // model.config.num_attention_heads
         with torch.enable_grad():
-            o = head_outputs(model, x, mask, "context")[0][0]  # (L, H, n, d_h)
+            contexts, h = [], x
+            for layer in model.encoder.layer:
+                context, _ = self_attention(layer, h, mask4)
+                contexts.append(context[0])  # (n, H*d_h)
+                if len(contexts) < L:
+                    h = finish_layer(layer, context, h)
             for flat in coords:
-                l, rest = divmod(flat, H * ids.shape[1] * d_h)
-                h, rest = divmod(rest, ids.shape[1] * d_h)
-                i, c = divmod(rest, d_h)
-                (g,) = torch.autograd.grad(o[l, h, i, c], x, retain_graph=True)
-                g.norm(dim=-1)  # the per-token norms a user would keep
+                l, rest = divmod(flat, n * d)
+                i, col = divmod(rest, d)
+                (g,) = torch.autograd.grad(contexts[l][i, col], x, retain_graph=True)
+                S2[l, col // d_h, i] += g[0].pow(2).sum(-1)
+        return S2
 
-    run(idx[:8])  # warm-up
-    seconds, _ = timed(lambda: run(idx), device)
-    return seconds / len(idx) * total, len(idx), total, len(idx) < total
+    run(coords[:8])  # warm-up
+    seconds, S2 = timed(lambda: run(coords), device)
+    return seconds / len(coords) * total, len(coords), total, len(coords) < total, S2
 
 
 def jacobian_time(model, ids, tt, device: torch.device) -> float:
@@ -359,9 +378,11 @@ def run(args) -> dict:
         res["forward_s"] = median_time(lambda: attention_maps(model, ids, mask, tt), device, max(5, args.repeats))
 
     # naive loop
-    naive_s, sampled, passes, extrapolated = naive_loop(model, ids, tt, args.naive_samples, args.seed, device)
+    naive_s, sampled, passes, extrapolated, naive_S2 = naive_loop(model, ids, tt, args.naive_samples, args.seed, device)
     res["naive_s"] = naive_s
     res["naive_extrapolated"] = extrapolated
+    # all passes ran (small models): the naive scores must equal exact's
+    naive_err = None if extrapolated else ((naive_S2.sqrt() - s32).abs().max() / s32.abs().max()).item()
 
     # torch.autograd.functional.jacobian, when it fits
     need = jacobian_mb(L, H, n, d, d_ff, 4)
@@ -404,6 +425,7 @@ def run(args) -> dict:
         "naive_passes_timed": sampled,
         "naive_passes_total": passes,
         "naive_s_per_pass": naive_s / passes,
+        "naive_vs_exact_max_rel_err": naive_err,
         "jacobian": jac_note,
         "jacobian_estimate_mb": need,
         "bf16_flop_efficiency": flops / res["exact_bf16_s"] / res["matmul_bf16_flops_per_s"],
