@@ -29,7 +29,7 @@ from bertstory.models import embed, embeddings_from_words, head_outputs
 log = logging.getLogger(__name__)
 
 # tangent rows (chunk * n) per chunk on a CPU: keeps a layer's tensors in the last-level cache
-CPU_ROWS = 2048
+CPU_ROWS = 12288
 
 DTYPES = {
     "float32": torch.float32,

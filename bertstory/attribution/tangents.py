@@ -139,12 +139,12 @@ def residual_map(
     n, d = r1.shape
     N = torch.empty(n, d, d, dtype=r1.dtype, device=r1.device)
     eye = torch.eye(d, dtype=r1.dtype, device=r1.device)
+    mm_dtype = mm_dtype or r1.dtype
+    W1T, W2T, g = W1.T.to(mm_dtype), W2.T.to(mm_dtype), g.to(mm_dtype)
     for a in range(0, n, block):
         b = min(n, a + block)
-        if mm_dtype is None:
-            Z = (W1.T[None] * g[a:b, None, :]) @ W2.T  # (m, d, d) = W_1^T diag(g) W_2^T
-        else:
-            Z = ((W1.T[None] * g[a:b, None, :]).to(mm_dtype) @ W2.T.to(mm_dtype)).to(r1.dtype)
+        Z = (W1T[None] * g[a:b, None, :]) @ W2T  # (m, d, d) = W_1^T diag(g) W_2^T
+        Z = Z.to(r1.dtype)
         Z += eye
         Z *= s1[a:b, :, None]
         centre_rows(Z, x1[a:b])
@@ -370,7 +370,9 @@ class Engine:
         if plan.R is not None:
             H, n, T, e = do.shape
             do = torch.bmm(do.view(H, n * T, e), plan.R).view(H, n, T, e)
-        return torch.linalg.vector_norm(do, dim=-1, dtype=self.acc).square_()
+        # the norm is accumulated in float32 inside the reduction; only its result is rounded to
+        # the tangent dtype (bfloat16: 2^-9 relative, unbiased), which avoids an upcast copy of do
+        return torch.linalg.vector_norm(do, dim=-1).to(self.acc).square_()
 
     def residual(self, plan: LayerPlan, do: Tensor, X: Tensor | None, rows: Tensor, vecs: Tensor) -> Tensor:
         """The next layer's input tangents (n*T, d): ``(dc W_O^T + dh) N_i`` per token."""
