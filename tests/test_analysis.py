@@ -39,6 +39,13 @@ def test_every_config_group_composes(group, option):
         assert cfg.trainer.inference_mode is False and cfg.trainer.use_distributed_sampler is False
 
 
+def test_default_attribution_is_quick_sketch():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="analyze")
+    assert cfg.attribution.name == "sketch" and cfg.attribution.probes == 16
+    assert cfg.attribution.dtype == "bfloat16"
+
+
 def test_experiment_paper_composes():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="analyze", overrides=["experiment=paper"])
