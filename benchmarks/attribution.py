@@ -133,6 +133,21 @@ def exact_flops(L: int, n: int, d: int, d_ff: int) -> int:
     return n * d * per_tangent
 
 
+def engine_flops(L: int, H: int, n: int, d: int, d_ff: int, tangents: int | None = None) -> int:
+    """FLOPs the fast engine itself runs for ``tangents`` one-row tangents (n*d by default): its
+    matmuls per layer (see bertstory.attribution.tangents) plus the per-token residual maps."""
+    from bertstory.attribution.tangents import fold_scores
+
+    tangents = n * d if tangents is None else tangents
+    rows = 0  # multiply-adds per tangent
+    rows += 3 * d * d + 2 * n * d  # layer 0: one-row Q, K, V and the closed form
+    scores = 2 * H * n * d + d * d if fold_scores(H, n, d) else 3 * d * d + 2 * n * d
+    rows += (L - 1) * n * (scores + 3 * n * d)  # layers 1..L-1: score parts, V; A dv, two score contractions
+    rows += (L - 1) * n * 2 * d * d  # W_O and the per-token map N_i in layers 0..L-2
+    maps = (L - 1) * n * d * d * d_ff  # N_i = P1 (I + W_1^T diag(g_i) W_2^T) P2
+    return 2 * (tangents * rows + maps)
+
+
 class PeakMemory:
     """Peak memory of a block: CUDA ``max_memory_allocated``, or on Linux the process's peak RSS
     (``VmHWM``, reset through ``/proc/self/clear_refs``), else a sampling thread. ``mb`` is the
@@ -403,6 +418,7 @@ def run(args) -> dict:
     res["speedup_vs_naive"] = res["naive_s"] / res["exact_s"]
     res["speedup_bf16_vs_naive"] = res["naive_s"] / res["exact_bf16_s"]
     res["peak_mem_mb"] = mem.mb
+    eflops = engine_flops(L, H, n, d, d_ff)
     # context
     res["details"] = {
         "layers": L,
@@ -430,6 +446,9 @@ def run(args) -> dict:
         "jacobian": jac_note,
         "jacobian_estimate_mb": need,
         "bf16_flop_efficiency": flops / res["exact_bf16_s"] / res["matmul_bf16_flops_per_s"],
+        "engine_flops": eflops,
+        "engine_matmul_efficiency": eflops / res["exact_s"] / res["matmul_flops_per_s"],
+        "engine_matmul_efficiency_bf16": eflops / res["exact_bf16_s"] / res["matmul_bf16_flops_per_s"],
         "sketch_speedup_vs_exact": res["exact_s"] / res["sketch_s"],
         "sketch_probes": args.probes,
         "loadavg_start": load0,
@@ -482,6 +501,11 @@ def table(res: dict) -> str:
         ("matmul float32", fmt(res["matmul_flops_per_s"] / 1e9, " GFLOP/s")),
         ("matmul bfloat16", fmt(res["matmul_bf16_flops_per_s"] / 1e9, " GFLOP/s")),
         ("flop_efficiency", f"{fmt(res['flop_efficiency'])}  (bf16: {fmt(det['bf16_flop_efficiency'])})"),
+        (
+            "engine's own FLOPs",
+            f"{fmt(float(det['engine_flops']))}  (at {fmt(det['engine_matmul_efficiency'])} of the float32 matmul "
+            f"rate; bf16 {fmt(det['engine_matmul_efficiency_bf16'])})",
+        ),
         ("peak memory exact", f"{fmt(res['peak_mem_mb'], ' MB')}  (process peak {fmt(det['peak_rss_mb'], ' MB')})"),
         ("exact chunk size", str(det["exact_chunk_size"])),
     ]
