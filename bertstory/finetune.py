@@ -122,7 +122,7 @@ class FineTuneModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self(batch)
         self.log("train/loss", out.loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=len(batch["labels"]))
+                 batch_size=len(batch["labels"]), sync_dist=True)
         return out.loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
