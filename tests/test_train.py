@@ -475,3 +475,14 @@ def test_resume_from_a_model_folder_is_one_line(tiny_run, tmp_path):
 def test_bad_training_data_is_one_line(tmp_path):
     r = train("model=tiny", "logger=none", "data=hf", "data.task=stsb", f"hydra.run.dir={tmp_path}")
     assert "regression" in one_error_line(r)
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_with_ddp(tmp_path):
+    """trainer=ddp: the second process joins the same Hydra job; rank 0 alone writes model/ and metrics.json."""
+    r = train("model=tiny", "logger=none", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+              "trainer.max_epochs=1", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["epochs"] == 1 and (tmp_path / "model" / "config.json").is_file()
+    assert (tmp_path / "train_rank1.log").is_file() and len(list((tmp_path / "checkpoints").glob("*.ckpt"))) == 1
