@@ -51,6 +51,9 @@ class Results:
         if metrics is None and not path.is_file():
             raise BertstoryError(f"no metrics.json in {self.run_dir}: give the directory of a finished analysis run")
         self.metrics: dict = json.loads(path.read_text()) if metrics is None else metrics
+        if self.metrics.get("kind") == "finetune":
+            raise BertstoryError(f"{self.run_dir} is a train.py run, not an analysis: analyse its model first with "
+                                 f"python analyze.py model=hf model.name_or_path={self.run_dir}/model")
         self.config: DictConfig | None = read_config(self.run_dir)
 
     @property
