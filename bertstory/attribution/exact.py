@@ -28,7 +28,10 @@ from bertstory.models import embed, embeddings_from_words, head_outputs
 
 log = logging.getLogger(__name__)
 
-# tangent rows (chunk * n) per chunk on a CPU: keeps a layer's tensors in the last-level cache
+# tangent rows (chunk * n) per chunk on a CPU: measured on MiniLM (2 cores), chunks of 32 to 1024
+# tangents at 24 tokens run within a few percent of each other when the machine is idle, while
+# small chunks slow down several times when other processes share the cores; this cap keeps the
+# memory of a chunk modest (about 250 MB for MiniLM) without losing speed
 CPU_ROWS = 12288
 
 DTYPES = {
@@ -110,8 +113,8 @@ class ForwardModeAttribution(Attribution):
     def auto_chunk(self, n: int, config, device: torch.device | str = "cpu") -> int:
         """Tangents per chunk: as many as fit in ``memory_mb``.
 
-        On a CPU the chunk is also capped at about ``CPU_ROWS`` tangent rows (chunk * n), so that a
-        layer's working set stays in the last-level cache: larger chunks run no faster there.
+        On a CPU the chunk is also capped at about ``CPU_ROWS`` tangent rows (chunk * n): larger
+        chunks run no faster there and only take memory.
         """
         d, H, d_ff = config.hidden_size, config.num_attention_heads, config.intermediate_size
         size = DTYPES[self.dtype].itemsize
