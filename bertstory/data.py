@@ -20,9 +20,9 @@ import html
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L
 import torch
@@ -37,6 +37,7 @@ PANG_LEE_FILE = "pang_lee_polarity.cor"
 READERS = ("wiki", "text", "pang_lee", "hf")
 
 Segment = str | tuple[str, str]
+T = TypeVar("T")
 
 
 def gensim_datapath(name: str) -> str:
@@ -180,24 +181,32 @@ def iter_wiki(path: str | None = None) -> Iterator[str]:
             yield sentence
 
 
+def take_usable(candidates: Iterable[T | None], limit: int | None) -> tuple[list[T], int]:
+    """The first ``limit`` usable candidates (all when None) and how many unusable ones (None) came before.
+
+    Reading stops as soon as ``limit`` are collected, so a lazy source is only read that far.
+    """
+    out: list[T] = []
+    skipped = 0
+    if limit is not None and limit <= 0:
+        return out, skipped
+    for item in candidates:
+        if item is None:
+            skipped += 1
+            continue
+        out.append(item)
+        if limit is not None and len(out) >= limit:
+            break
+    return out, skipped
+
+
 def read_wiki(limit: int | None = None, path: str | None = None) -> tuple[list[str], int]:
     """The first ``limit`` clean wiki sentences (all when None) and how many were rejected.
 
     ``skipped`` counts the pysbd sentences that failed ``is_prose`` before the limit was reached
     (headings, list items, tables and reference sections are dropped earlier and not counted).
     """
-    texts: list[str] = []
-    skipped = 0
-    if limit is not None and limit <= 0:
-        return texts, skipped
-    for sentence, ok in iter_wiki_candidates(path):
-        if not ok:
-            skipped += 1
-            continue
-        texts.append(sentence)
-        if limit is not None and len(texts) >= limit:
-            break
-    return texts, skipped
+    return take_usable((sentence if ok else None for sentence, ok in iter_wiki_candidates(path)), limit)
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,17 +249,9 @@ def read_text(path: str | os.PathLike, limit: int | None = None) -> tuple[list[s
 
     Reading stops once ``limit`` segments are collected; blank lines are counted up to there.
     """
-    texts: list[str] = []
-    skipped = 0
     if limit is not None and limit <= 0:
-        return texts, skipped
-    for _lineno, line in iter_text(path):
-        if not line:
-            skipped += 1
-            continue
-        texts.append(line)
-        if limit is not None and len(texts) >= limit:
-            break
+        return [], 0
+    texts, skipped = take_usable((line or None for _lineno, line in iter_text(path)), limit)
     if not texts:
         raise BertstoryError(
             f"corpus {os.fspath(path)} is empty (no non-blank lines): pass a file with one segment per line"
@@ -357,23 +358,18 @@ def read_hf(
     ds = load_hf_dataset(dataset, config, split)
     columns = [column] + ([column_b] if column_b else [])
     _check_columns(ds, dataset, columns)
-    out: list[Segment] = []
-    skipped = 0
-    if limit is not None and limit <= 0:
-        return out, skipped
+    return take_usable(_hf_segments(ds, column, column_b), limit)
+
+
+def _hf_segments(ds, column: str, column_b: str | None) -> Iterator[Segment | None]:
+    """Each row's text (or (A, B) pair), None for a row with a missing or blank text; read 1024 rows at a time."""
     chunk = 1024
     for start in range(0, len(ds), chunk):
         rows = ds[start : start + chunk]
         for i in range(len(rows[column])):
             a = _usable(rows[column][i])
             b = _usable(rows[column_b][i]) if column_b else None
-            if a is None or (column_b and b is None):
-                skipped += 1
-                continue
-            out.append((a, b) if column_b else a)
-            if limit is not None and len(out) >= limit:
-                return out, skipped
-    return out, skipped
+            yield None if a is None or (column_b and b is None) else ((a, b) if column_b else a)
 
 
 # --------------------------------------------------------------------------------------------
