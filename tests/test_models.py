@@ -24,6 +24,7 @@ from bertstory.models import (  # noqa: E402
     load_encoder,
     minilm_path,
 )
+from tests.references import hf_head_outputs, hf_inputs  # noqa: E402
 
 TINY = dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=32, intermediate_size=64)
 SENTENCES = [
@@ -279,32 +280,8 @@ def test_task_head_is_stripped(tiny, tmp_path):
 def brute_force_exact(model, ids, tt, wrt):
     """``||d o_i / d inp_j||_F`` from ``torch.autograd.functional.jacobian`` of a hooked HF forward pass."""
     n = ids.shape[1]
-    mask = torch.ones_like(ids)
-    H = model.config.num_attention_heads
-    with torch.no_grad():
-        out = model(input_ids=ids, attention_mask=mask, token_type_ids=tt, output_hidden_states=True)
-        inp = out.hidden_states[0][0] if wrt == "embeddings" else model.embeddings.word_embeddings(ids)[0]
-
-    def f(z):
-        captured = []
-        if wrt == "embeddings":
-
-            def replace(_m, args, kwargs):
-                return (z[None], *args[1:]), kwargs
-
-            hooks = [model.encoder.register_forward_pre_hook(replace, with_kwargs=True)]
-        else:
-            hooks = [model.embeddings.word_embeddings.register_forward_hook(lambda _m, _i, _o: z[None])]
-        hooks += [
-            layer.attention.self.register_forward_hook(lambda _m, _i, o: captured.append(o[0][0]))
-            for layer in model.encoder.layer
-        ]
-        try:
-            model(input_ids=ids, attention_mask=mask, token_type_ids=tt)
-        finally:
-            for h in hooks:
-                h.remove()
-        return torch.stack([torch.stack(per_head(c, H)) for c in captured])  # (L, H, n, d_h)
+    inp = hf_inputs(model, ids, tt, wrt)
+    f = hf_head_outputs(model, ids, tt, wrt, "context")
 
     J = torch.autograd.functional.jacobian(f, inp, vectorize=True, strategy="forward-mode")
     assert J.shape[-2:] == (n, inp.shape[-1])
