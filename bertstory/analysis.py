@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bertstory.attribution import build_attribution
+from bertstory.cli import build_logger, check_writable
 from bertstory.distributed import (
     RankWork,
     check_partition,
@@ -30,34 +31,12 @@ from bertstory.report import build as build_report
 from bertstory.report import check_heads, log_wandb_media
 from bertstory.resume import data_fingerprint, previous_run, save_record
 from bertstory.summary import format_table, layer_summary
-from bertstory.sweep import finish_wandb_run, sweep_group
+from bertstory.sweep import finish_wandb_run
 from bertstory.writer import MapWriter, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
-
-
-def build_logger(cfg: DictConfig, run_dir: Path):
-    """The Lightning logger of the ``logger`` group, or None for ``logger=none``."""
-    if cfg.get("logger") is None or cfg.logger.get("_target_") is None:
-        return None
-    extra = {}
-    if "group" in cfg.logger and cfg.logger.group is None and sweep_group() is not None:
-        extra["group"] = sweep_group()  # the runs of one multirun share a group
-    return instantiate(cfg.logger, **extra)
-
-
-def check_writable(run_dir: Path) -> None:
-    """Fail early, with the fix, when the run directory cannot be written."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise BertstoryError(f"cannot write to the run directory {run_dir} ({e.strerror}): choose another with "
-                             "hydra.run.dir=DIR") from e
 
 
 def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
@@ -84,7 +63,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
     writer = MapWriter(run_dir, dtype=cfg.writer.dtype,
                        metadata={"model": encoder.name, "method": method.name, "schema": SCHEMA},
                        first_batch=previous.next_batch)
-    logger = build_logger(cfg, run_dir)
+    logger = build_logger(cfg)
     work = RankWork()
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[writer, work], logger=logger if logger else False)
     if trainer.global_rank == 0:

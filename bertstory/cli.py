@@ -131,3 +131,32 @@ def missing_keys(cfg, prefix: str = "") -> list[str]:
             if isinstance(node, DictConfig):
                 keys += missing_keys(node, full + ".")
     return sorted(keys)
+
+
+def build_logger(cfg):
+    """The Lightning logger of the ``logger`` group, or None for ``logger=none``.
+
+    The runs of one multirun share a W&B group unless ``logger.group`` is set.
+    """
+    from hydra.utils import instantiate
+
+    from bertstory.sweep import sweep_group
+
+    if cfg.get("logger") is None or cfg.logger.get("_target_") is None:
+        return None
+    extra = {}
+    if "group" in cfg.logger and cfg.logger.group is None and sweep_group() is not None:
+        extra["group"] = sweep_group()
+    return instantiate(cfg.logger, **extra)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail early, with the fix, when the run directory cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise BertstoryError(f"cannot write to the run directory {run_dir} ({e.strerror}): choose another with "
+                             "hydra.run.dir=DIR") from e

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from bertstory.analysis import build_logger, check_writable
+from bertstory.cli import build_logger, check_writable
 from bertstory.distributed import end_process_group, relaunch_as_hydra_job
 from bertstory.errors import BertstoryError
 from bertstory.finetune import FineTuneModule, build_classifier
@@ -111,7 +111,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
     metric = cfg.checkpoint.monitor or task.metric
     module = FineTuneModule(model, task.num_labels, metric=metric, **OmegaConf.to_container(cfg.optim, resolve=True))
     resume = check_checkpoint(cfg.resume, module) if cfg.resume else None
-    logger = build_logger(cfg, run_dir)
+    logger = build_logger(cfg)
     callbacks = build_callbacks(cfg, module, run_dir, logger is not None)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger if logger else False)
     if logger is not None:
