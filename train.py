@@ -14,7 +14,7 @@ CONF = str(Path(__file__).resolve().parent / "conf")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from bertstory.training import run
+    from bertstory.finetune.run import run
 
     with user_errors():
         run(cfg, HydraConfig.get().runtime.output_dir)

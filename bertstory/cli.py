@@ -9,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from bertstory.compat import hydra_override_error
 from bertstory.errors import BertstoryError
 
 
@@ -55,8 +56,6 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str] | None = 
 
     Multirun and Hydra's own flags are left to Hydra.
     """
-    import re
-
     from hydra import compose, initialize_config_dir
 
     argv = sys.argv[1:] if argv is None else argv
@@ -70,14 +69,13 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str] | None = 
         missing = missing_keys(cfg)
     except Exception as e:
         text = str(e)
-        missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
-        key = re.search(r"Could not override '([^']+)'", text)
-        if missing:
-            group, option = missing.groups()
-            options = sorted(p.stem for p in (Path(config_dir) / group).glob("*.yaml"))
+        said = hydra_override_error(text)
+        if said is not None and said[0] == "option":
+            group, option = said[1]
+            options = sorted(p.stem for p in (Path(config_dir) / group).glob("*.yaml") if not p.stem.startswith("_"))
             msg = f"unknown option {group}={option}: choose one of {', '.join(options)}"
-        elif key:
-            msg = (f"unknown config option {key.group(1)}: check its spelling against conf/ "
+        elif said is not None:
+            msg = (f"unknown config option {said[1][0]}: check its spelling against conf/ "
                    f"(python {Path(sys.argv[0]).name} --cfg job shows them all)")
         else:
             msg = "bad override: " + " ".join(line.strip() for line in text.splitlines() if line.strip())[:300]
@@ -117,37 +115,16 @@ def unwritable(path: str) -> str | None:
     return None
 
 
-def missing_keys(cfg, prefix: str = "") -> list[str]:
+def missing_keys(cfg) -> list[str]:
     """Dotted keys whose value is ``???`` (without resolving interpolations)."""
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import OmegaConf
 
-    keys = []
-    for key in cfg.keys():
-        full = f"{prefix}{key}"
-        if OmegaConf.is_missing(cfg, key):
-            keys.append(full)
-        else:
-            node = cfg._get_node(key)
-            if isinstance(node, DictConfig):
-                keys += missing_keys(node, full + ".")
-    return sorted(keys)
+    def walk(node, prefix: str) -> list[str]:
+        if isinstance(node, dict):
+            return [k for key, value in node.items() for k in walk(value, f"{prefix}{key}.")]
+        return [prefix[:-1]] if node == "???" else []
 
-
-def build_logger(cfg):
-    """The Lightning logger of the ``logger`` group, or None for ``logger=none``.
-
-    The runs of one multirun share a W&B group unless ``logger.group`` is set.
-    """
-    from hydra.utils import instantiate
-
-    from bertstory.sweep import sweep_group
-
-    if cfg.get("logger") is None or cfg.logger.get("_target_") is None:
-        return None
-    extra = {}
-    if "group" in cfg.logger and cfg.logger.group is None and sweep_group() is not None:
-        extra["group"] = sweep_group()
-    return instantiate(cfg.logger, **extra)
+    return sorted(walk(OmegaConf.to_container(cfg, resolve=False), ""))
 
 
 def check_writable(run_dir: Path) -> None:

@@ -52,7 +52,7 @@ TOL = 1e-9
 @pytest.mark.parametrize("name", sorted(PINS))
 def test_run_matches_pinned_metrics(name, tmp_path, monkeypatch):
     global TOL
-    from bertstory.analysis import run
+    from bertstory.run.analysis import run
 
     overrides = [o for o in PINS[name]]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

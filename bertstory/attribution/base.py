@@ -1,13 +1,21 @@
-"""The one interface every attribution method implements (Captum-style ``attribute``)."""
+"""The one interface every attribution method implements (Captum-style ``attribute``).
+
+A method is a pure function of the model and the batch: :meth:`Attribution.attribute` returns the
+row-normalised maps and how many rows needed the zero-row rule (:class:`Attributions`), and keeps
+no running state. Methods are built from ``conf/attribution/*.yaml`` by Hydra's ``_target_``.
+"""
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-log = logging.getLogger(__name__)
+from bertstory.errors import BertstoryError
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def normalise_rows(s: Tensor) -> tuple[Tensor, int]:
@@ -24,69 +32,67 @@ def normalise_rows(s: Tensor) -> tuple[Tensor, int]:
     return a, int(zero.sum())
 
 
+@dataclass
+class Attributions:
+    """What :meth:`Attribution.attribute` returns for a batch.
+
+    ``maps`` (B, L, H, n, n) float32, rows normalised, zero on padding rows and keys (None for
+    ``attribution=none``); ``zero_rows`` the rows whose raw scores were all zero (made uniform).
+    """
+
+    maps: Tensor | None
+    zero_rows: int = 0
+
+
 class Attribution:
     """Base class: per-head attribution of head outputs to input tokens.
 
-    Subclasses implement :meth:`attribute_segment`, which receives one segment without
-    padding and returns raw scores ``s`` of shape (L, H, n, n), ``s_ij >= 0`` (query i,
-    input token j). :meth:`attribute` handles batches: it strips each segment's padding,
-    normalises rows and pads back with zeros.
+    Subclasses implement :meth:`scores`, which receives one segment without padding and returns
+    raw scores ``s`` of shape (L, H, n, n), ``s_ij >= 0`` (query i, input token j), and
+    :meth:`options`, their own entries of the ``method`` block. :meth:`attribute` handles
+    batches: it strips each segment's padding, normalises rows and pads back with zeros.
     """
 
-    name: str = "base"
-    needs_grad: bool = False
+    produces_maps = True  # False only for ``none``: attention statistics alone
 
-    def __init__(
-        self, wrt: str = "embeddings", head_output: str = "context", dtype: str = "float32", **options
-    ):
+    def __init__(self, name: str, wrt: str = "embeddings", head_output: str = "context", dtype: str = "float32"):
         if wrt not in ("embeddings", "word"):
-            raise ValueError(f"attribution.wrt must be 'embeddings' or 'word', not {wrt!r}")
+            raise BertstoryError(f"attribution.wrt must be 'embeddings' or 'word', not {wrt!r}")
         if head_output not in ("context", "projected"):
-            raise ValueError(f"attribution.head_output must be 'context' or 'projected', not {head_output!r}")
-        if dtype not in ("float32", "float64", "bfloat16", "float16"):
-            raise ValueError(
-                f"attribution.dtype must be float32, float64, bfloat16 or float16, not {dtype!r}"
-            )
+            raise BertstoryError(f"attribution.head_output must be 'context' or 'projected', not {head_output!r}")
+        if dtype not in DTYPES:
+            raise BertstoryError(f"attribution.dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        self.name = name
         self.wrt = wrt
         self.head_output = head_output
         self.dtype = dtype
-        self.options = options
-        self.zero_rows = 0
 
-    def info(self) -> dict:
-        """The ``method`` block of metrics.json."""
-        return {
-            "name": self.name,
-            "wrt": self.wrt,
-            "head_output": self.head_output,
-            "dtype": self.dtype,
-            **self.options,
-            "zero_rows": self.zero_rows,
-        }
+    def options(self) -> dict[str, Any]:
+        """The method's own options, as they appear in the ``method`` block of metrics.json."""
+        return {}
 
-    def attribute_segment(self, model: torch.nn.Module, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
+    def info(self) -> dict[str, Any]:
+        """The ``method`` block of metrics.json (the run adds ``zero_rows``)."""
+        return {"name": self.name, "wrt": self.wrt, "head_output": self.head_output, "dtype": self.dtype,
+                **self.options()}
+
+    def scores(self, model: torch.nn.Module, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
         """Raw scores (L, H, n, n) for one segment: ``input_ids`` and ``token_type_ids`` of shape (1, n)."""
         raise NotImplementedError
 
-    def attribute(
-        self,
-        model: torch.nn.Module,
-        input_ids: Tensor,
-        attention_mask: Tensor,
-        token_type_ids: Tensor | None = None,
-    ) -> Tensor:
-        """Row-normalised attribution (B, L, H, n, n) float32; zero on padding rows and keys."""
+    def attribute(self, model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor,
+                  token_type_ids: Tensor | None = None) -> Attributions:
+        """Row-normalised attribution of a right-padded batch (B, n): maps (B, L, H, n, n) and zero-row count."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         B, n = input_ids.shape
-        L = model.config.num_hidden_layers
-        H = model.config.num_attention_heads
+        L, H = model.config.num_hidden_layers, model.config.num_attention_heads
         out = torch.zeros(B, L, H, n, n, dtype=torch.float32, device=input_ids.device)
-        lengths = attention_mask.sum(-1).tolist()
-        for b, nb in enumerate(lengths):
+        zero_rows = 0
+        for b, nb in enumerate(attention_mask.sum(-1).tolist()):
             nb = int(nb)
-            s = self.attribute_segment(model, input_ids[b : b + 1, :nb], token_type_ids[b : b + 1, :nb])
+            s = self.scores(model, input_ids[b : b + 1, :nb], token_type_ids[b : b + 1, :nb])
             a, zero = normalise_rows(s.float())
-            self.zero_rows += zero
+            zero_rows += zero
             out[b, :, :, :nb, :nb] = a
-        return out
+        return Attributions(out, zero_rows)

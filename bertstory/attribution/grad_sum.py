@@ -6,22 +6,26 @@ sum of the head output's coordinates instead of the whole output vector.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from bertstory.attribution.base import Attribution
-from bertstory.attribution.exact import input_jacobians
-from bertstory.models import embeddings_from_words, head_outputs
+from bertstory.attribution.inputs import input_jacobians
+from bertstory.models.forward import embeddings_from_words, head_outputs
 
 
 class GradSum(Attribution):
-    name = "grad_sum"
-    needs_grad = True
+    """One VJP per (layer, head, query) of the summed head output, ``chunk_size`` VJPs per vmap call."""
 
-    def __init__(self, chunk_size: int | None = 256, **kw):
-        super().__init__(chunk_size=chunk_size, **kw)
+    def __init__(self, name: str, chunk_size: int | None = 256, **common: Any):
+        super().__init__(name, **common)
         self.chunk_size = chunk_size
 
-    def attribute_segment(self, model, input_ids, token_type_ids):
+    def options(self) -> dict[str, Any]:
+        return {"chunk_size": self.chunk_size}
+
+    def scores(self, model, input_ids, token_type_ids):
         mask = torch.ones_like(input_ids)
         with torch.no_grad():
             x, inp, _ = input_jacobians(model, input_ids, token_type_ids, self.wrt)

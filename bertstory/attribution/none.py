@@ -1,10 +1,14 @@
 """``attribution=none``: attention only, no attribution (the fastest path)."""
 
-from bertstory.attribution.base import Attribution
+from __future__ import annotations
+
+from bertstory.attribution.base import Attribution, Attributions
 
 
 class NoAttribution(Attribution):
-    name = "none"
+    """No maps: the run keeps attention statistics only (no attribution, discrepancy or persistence)."""
 
-    def attribute(self, model, input_ids, attention_mask, token_type_ids=None):
-        return None
+    produces_maps = False
+
+    def attribute(self, model, input_ids, attention_mask, token_type_ids=None) -> Attributions:
+        return Attributions(maps=None)

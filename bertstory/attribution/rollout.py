@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from bertstory.attribution.base import Attribution
-from bertstory.models import attention_maps
+from bertstory.models.forward import attention_maps
 
 
 def rollout(A: Tensor) -> Tensor:
@@ -26,8 +26,8 @@ def rollout(A: Tensor) -> Tensor:
 
 
 class Rollout(Attribution):
-    name = "rollout"
+    """``A^{l,h} R^{l-1}`` from one forward pass (no gradients)."""
 
-    def attribute_segment(self, model, input_ids, token_type_ids):
+    def scores(self, model, input_ids, token_type_ids):
         A = attention_maps(model, input_ids, torch.ones_like(input_ids), token_type_ids)[0]
         return rollout(A.double())

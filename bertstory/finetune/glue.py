@@ -2,7 +2,7 @@
 
 GLUE tasks follow the ``glue`` dataset on the Hugging Face hub (``datasets.load_dataset("glue", name)``).
 STS-B is left out: it is a regression task. ``pang_lee`` is the labelled movie-review sample
-shipped with gensim (``bertstory.data.read_pang_lee``).
+shipped with gensim (:func:`bertstory.data.pang_lee.read_pang_lee`).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from bertstory.compat import hydra_subprocess_command
 from bertstory.errors import BertstoryError
 
 log = logging.getLogger(__name__)
@@ -90,19 +91,12 @@ def relaunch_as_hydra_job(num_processes: int) -> Iterator[None]:
 
     env = {k: os.environ.get(k) for k in LAUNCH_ENV}
     threads = torch.get_num_threads()
+    hook = hydra_subprocess_command(lambda local_rank: hydra_job_command(local_rank, num_processes))
+    patch = HydraConfig.initialized()
     try:
-        from lightning.pytorch.strategies.launchers import subprocess_script
-    except ImportError:  # pragma: no cover - a Lightning without the script launcher
-        subprocess_script = None
-    patch = HydraConfig.initialized() and hasattr(subprocess_script, "_hydra_subprocess_cmd")
-    if patch:
-        original = subprocess_script._hydra_subprocess_cmd
-        subprocess_script._hydra_subprocess_cmd = lambda local_rank: hydra_job_command(local_rank, num_processes)
-    try:
-        yield
+        with hook if patch else contextlib.nullcontext():
+            yield
     finally:
-        if patch:
-            subprocess_script._hydra_subprocess_cmd = original
         for key, value in env.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -21,7 +21,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score, MulticlassMatthewsCorrCoef
 
 from bertstory.errors import BertstoryError
-from bertstory.glue import check_metric
+from bertstory.finetune.glue import check_metric
 from bertstory.models import Encoder
 
 
@@ -84,7 +84,7 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 class FineTuneModule(L.LightningModule):
     """Fine-tunes an ``AutoModelForSequenceClassification`` (all weights) on labelled batches.
 
-    Batches are :class:`bertstory.train_data.LabelledCollator` dicts. ``metric`` (acc, f1, mcc or loss)
+    Batches are :class:`bertstory.finetune.data.LabelledCollator` dicts. ``metric`` (acc, f1, mcc or loss)
     is what the checkpoint keeps the best of; ``warmup`` is the share of all optimiser steps spent
     warming up the learning rate.
     """

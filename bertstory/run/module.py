@@ -2,8 +2,8 @@
 
 The analysis is ``Trainer.predict`` with ``inference_mode=False`` (attribution needs
 gradients inside ``predict_step``). Statistics accumulate in torchmetrics Metrics
-(:mod:`bertstory.metrics`); Lightning forbids ``self.log`` in predict hooks, so they are
-computed after the epoch by :func:`bertstory.analysis.run` and sent to the logger then.
+(:mod:`bertstory.stats.collection`); Lightning forbids ``self.log`` in predict hooks, so they are
+computed after the epoch by :func:`bertstory.run.analysis.run` and sent to the logger then.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from torch import Tensor
 
 from bertstory.attribution import Attribution
 from bertstory.errors import BertstoryError
-from bertstory.metrics import AnalysisMetrics
 from bertstory.models import Encoder, attention_maps
-from bertstory.patterns import pattern_masks, punct_vocab_mask
-from bertstory.resume import merge_metric_state, metric_state
+from bertstory.stats.collection import AnalysisMetrics, merge_metric_state, metric_state
+from bertstory.stats.patterns import pattern_masks, punct_vocab_mask
 
 
 class AnalysisModule(L.LightningModule):
@@ -27,8 +26,8 @@ class AnalysisModule(L.LightningModule):
     ``attention_mask`` (B, n), ``attention`` and ``attribution`` (B, L, H, n, n) (attribution
     None for ``attribution=none``) restricted to the segments whose maps are kept
     (dataset index < ``keep_maps``), so nothing else is held after the step; and the batch's
-    progress for ``resume=true`` (:mod:`bertstory.resume`): ``done`` (the dataset indices of the
-    whole batch), ``zero_rows`` and ``metric_state``, the batch's delta of the metric states.
+    progress for ``resume=true`` (:mod:`bertstory.results.shards`): ``done`` (the dataset indices of the
+    whole batch) and ``metric_state``, the batch's delta of the metric states (zero-row count included).
 
     The batch is first added to ``batch_metrics`` (reset each step), whose states are then added
     to the running ``metrics``: the same float64 sums as updating ``metrics`` directly.
@@ -41,9 +40,9 @@ class AnalysisModule(L.LightningModule):
         self.tokenizer = encoder.tokenizer
         self.method = method
         self.keep_maps = keep_maps
-        self.metrics = AnalysisMetrics(encoder.layers, encoder.heads, with_attribution=method.name != "none",
+        self.metrics = AnalysisMetrics(encoder.layers, encoder.heads, with_attribution=method.produces_maps,
                                        tau=tau, kappa=kappa)
-        self.batch_metrics = AnalysisMetrics(encoder.layers, encoder.heads, with_attribution=method.name != "none",
+        self.batch_metrics = AnalysisMetrics(encoder.layers, encoder.heads, with_attribution=method.produces_maps,
                                              tau=tau, kappa=kappa)
         self.register_buffer("punct_vocab", punct_vocab_mask(encoder.tokenizer), persistent=False)
         self.cls_id = encoder.tokenizer.cls_token_id
@@ -54,15 +53,14 @@ class AnalysisModule(L.LightningModule):
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int = 0) -> dict[str, Tensor | None]:
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
         attention = attention_maps(self.encoder, ids, mask, types)  # (B, L, H, n, n)
-        zero_rows = self.method.zero_rows
-        attribution = self.method.attribute(self.encoder, ids, mask, types)
-        zero_rows = self.method.zero_rows - zero_rows
+        result = self.method.attribute(self.encoder, ids, mask, types)
+        attribution = result.maps
         check_finite(attention, batch["index"], "attention")
         if attribution is not None:
             check_finite(attribution, batch["index"], "attribution")
         masks = pattern_masks(ids, mask, self.cls_id, self.sep_id, self.punct_vocab)
         self.batch_metrics.reset()
-        self.batch_metrics.update(attention, attribution, mask, masks)
+        self.batch_metrics.update(attention, attribution, mask, masks, result.zero_rows)
         delta = metric_state(self.batch_metrics)
         merge_metric_state(self.metrics, delta)
         keep = torch.ones_like(batch["index"], dtype=torch.bool)
@@ -75,7 +73,6 @@ class AnalysisModule(L.LightningModule):
             "attention": attention[keep],
             "attribution": None if attribution is None else attribution[keep],
             "done": batch["index"],
-            "zero_rows": zero_rows,
             "metric_state": delta,
         }
 

@@ -21,19 +21,22 @@ import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from bertstory.data import SegmentCollator, SegmentDataModule, _usable, load_hf_dataset, read_pang_lee
+from bertstory.data import SegmentCollator, SegmentDataModule
+from bertstory.data.hf import check_columns, iter_rows, load_hf_dataset, row_segment
+from bertstory.data.pang_lee import read_pang_lee
+from bertstory.data.segments import Segment
+from bertstory.data.tokenize import tokenize
 from bertstory.errors import BertstoryError
-from bertstory.glue import GLUE, PANG_LEE, Task, glue_task
+from bertstory.finetune.glue import GLUE, PANG_LEE, Task, glue_task
 
 log = logging.getLogger(__name__)
 
 GLUE_HUB = "nyu-mll/glue"  # the hub id of GLUE (data.task= fills it in)
-
-Segment = str | tuple[str, str]
 
 
 @dataclass
@@ -158,26 +161,23 @@ def read_hf_examples(ds, name: str, column: str, column_b: str | None, label_col
 
     ``task`` names the GLUE task whose columns these are (for the error message).
     """
-    names = list(ds.column_names)
-    for c in [column] + ([column_b] if column_b else []) + [label_column]:
-        if c not in names:
-            key = "data.label_column" if c == label_column else ("data.column_b" if c == column_b else "data.column")
-            fix = f"check data.dataset against data.task={task}" if task and c != label_column else f"set {key}="
-            raise BertstoryError(f"dataset {name} has no column {c!r} (columns: {', '.join(names)}): {fix}")
+    fix = f"check data.dataset against data.task={task}" if task else None
+    fixes = {column: fix or "set data.column=", label_column: "set data.label_column="}
+    if column_b:
+        fixes[column_b] = fix or "set data.column_b="
+    columns = [column] + ([column_b] if column_b else []) + [label_column]
+    check_columns(ds, name, columns, fixes)
     texts: list[Segment] = []
     labels: list[int] = []
     skipped = 0
-    for start in range(0, len(ds), 1024):
-        rows = ds[start : start + 1024]
-        for i in range(len(rows[column])):
-            a = _usable(rows[column][i])
-            b = _usable(rows[column_b][i]) if column_b else None
-            y = as_label(rows[label_column][i], name, label_column)
-            if a is None or (column_b and b is None) or y is None:
-                skipped += 1
-                continue
-            texts.append((a, b) if column_b else a)
-            labels.append(y)
+    for row in iter_rows(ds, columns):
+        text = row_segment(row, column, column_b)
+        y = as_label(row[label_column], name, label_column)
+        if text is None or y is None:
+            skipped += 1
+            continue
+        texts.append(text)
+        labels.append(y)
     return Examples(texts, labels, skipped, label_names(ds, label_column))
 
 
@@ -256,53 +256,33 @@ class ClassificationDataModule(SegmentDataModule):
     (:class:`Split`) and ``stats``, the ``data`` block of the training run's metrics.json.
     """
 
-    def __init__(
-        self,
-        tokenizer,
-        name: str,
-        reader: str,
-        path: str | None = None,
-        limit: int | None = None,
-        max_length: int = 128,
-        pairs: bool = False,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        dataset: str | None = None,
-        config: str | None = None,
-        split: str | None = "train",
-        column: str = "text",
-        column_b: str | None = None,
-        task: str | None = None,
-        val_split: str | None = None,
-        val_fraction: float = 0.2,
-        val_limit: int | None = None,
-        label_column: str = "label",
-        seed: int = 0,
-    ):
+    def __init__(self, tokenizer, name: str, reader: str, max_length: int = 128, batch_size: int = 16,
+                 num_workers: int = 0, task: str | None = None, val_split: str | None = None,
+                 val_fraction: float = 0.2, val_limit: int | None = None, label_column: str = "label", seed: int = 0,
+                 **corpus_options: Any):
         if reader not in ("pang_lee", "hf"):
             raise BertstoryError(f"data={name} has no labels to train on: use data=pang_lee, or data=hf with "
                                  "data.task=GLUE_TASK or a dataset with a label column")
-        if pairs:
+        if corpus_options.get("pairs"):
             raise BertstoryError("data.pairs joins consecutive sentences for the analysis; to train on sentence "
                                  "pairs use data=hf with data.task= or data.column_b=")
         if task is not None and reader != "hf":
             raise BertstoryError(f"data.task={task} needs data=hf (data={name} is one fixed corpus)")
-        for key, value in (("limit", limit), ("val_limit", val_limit)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise BertstoryError(f"data.{key} must be a positive integer or null, got {value!r}")
+        if val_limit is not None and (isinstance(val_limit, bool) or not isinstance(val_limit, int) or val_limit < 1):
+            raise BertstoryError(f"data.val_limit must be a positive integer or null, got {val_limit!r}")
+        options = {**corpus_options, "pairs": False, "split": corpus_options.get("split") or "train"}
         glue = glue_task(task) if task is not None else None
-        if glue is None and reader == "hf" and config and is_glue(dataset):
-            glue = glue_task(config)
+        if glue is None and reader == "hf" and options.get("config") and is_glue(options.get("dataset")):
+            glue = glue_task(options["config"])
         if reader == "hf":
             if glue is not None:
-                dataset = dataset or GLUE_HUB
-                config = config or glue.name
-                column, column_b = glue.column, glue.column_b
-            if not dataset:
+                options["dataset"] = options.get("dataset") or GLUE_HUB
+                options["config"] = options.get("config") or glue.name
+                options["column"], options["column_b"] = glue.column, glue.column_b
+            if not options.get("dataset"):
                 raise BertstoryError("data=hf needs data.task=GLUE_TASK (e.g. sst2) or data.dataset=NAME_OR_DIR")
-        super().__init__(tokenizer, name, reader, path=path, limit=limit, max_length=max_length,
-                         pairs=bool(column_b), batch_size=batch_size, num_workers=num_workers, dataset=dataset,
-                         config=config, split=split or "train", column=column, column_b=column_b)
+        super().__init__(tokenizer, name, reader, max_length=max_length, batch_size=batch_size,
+                         num_workers=num_workers, **options)
         self.glue = glue
         self.explicit_val = val_split is not None
         self.val_split = val_split or (glue.val_split if glue else "validation")
@@ -318,47 +298,49 @@ class ClassificationDataModule(SegmentDataModule):
 
     def read_examples(self) -> tuple[Examples, Examples, str]:
         """Training and validation examples, and how the validation data was chosen."""
-        if self.reader == "pang_lee":
+        spec = self.spec
+        if spec.reader == "pang_lee":
             examples = read_pang_lee_examples()
             train_idx, val_idx = stratified_split(examples.labels, self.val_fraction, self.seed)
             return examples.take(train_idx), examples.take(val_idx), f"{self.val_fraction:g} held out"
-        train_ds, val_ds = hf_splits(self.dataset, self.config, self.split, self.val_split, self.explicit_val)
+        train_ds, val_ds = hf_splits(spec.dataset, spec.config, spec.split, self.val_split, self.explicit_val)
         task = self.glue.name if self.glue else None
-        train = read_hf_examples(train_ds, self.dataset, self.column, self.column_b, self.label_column, task)
+        train = read_hf_examples(train_ds, spec.dataset, spec.column, spec.column_b, self.label_column, task)
         if val_ds is not None:
-            val = read_hf_examples(val_ds, self.dataset, self.column, self.column_b, self.label_column, task)
+            val = read_hf_examples(val_ds, spec.dataset, spec.column, spec.column_b, self.label_column, task)
             return train, val, f"split {self.val_split}"
         train_idx, val_idx = stratified_split(train.labels, self.val_fraction, self.seed)
         held = train.take(train_idx), train.take(val_idx)
-        return replace(held[0], skipped=train.skipped), held[1], f"{self.val_fraction:g} of {self.split} held out"
+        return replace(held[0], skipped=train.skipped), held[1], f"{self.val_fraction:g} of {spec.split} held out"
 
     def resolve_task(self, train: Examples, val: Examples) -> Task:
         """The task with its label count and names checked against the data."""
-        base = self.glue or (PANG_LEE if self.reader == "pang_lee" else Task(self.dataset, self.column, self.column_b))
+        spec = self.spec
+        base = self.glue or (PANG_LEE if spec.reader == "pang_lee" else Task(spec.dataset, spec.column, spec.column_b))
         names = train.label_names or (list(base.labels) if base.labels else None)
         seen = max(train.labels + val.labels) + 1
         num_labels = len(names) if names else max(seen, 2)
         if self.glue is not None:
             count = len(train.label_names) if train.label_names else seen
             if count > self.glue.num_labels or (train.label_names and count != self.glue.num_labels):
-                raise BertstoryError(f"dataset {self.dataset} has {count} labels, GLUE {self.glue.name} has "
+                raise BertstoryError(f"dataset {spec.dataset} has {count} labels, GLUE {self.glue.name} has "
                                      f"{self.glue.num_labels}: check data.dataset against data.task")
         if seen > num_labels:
-            raise BertstoryError(f"dataset {self.dataset} has label {seen - 1} but only {num_labels} class names: "
+            raise BertstoryError(f"dataset {spec.dataset} has label {seen - 1} but only {num_labels} class names: "
                                  "check data.label_column")
         names = names or [str(i) for i in range(num_labels)]
-        name = self.glue.name if self.glue else (self.name if self.reader == "pang_lee" else str(self.dataset))
-        return Task(name, self.column, self.column_b, num_labels, base.metric, self.val_split, tuple(names))
+        name = self.glue.name if self.glue else (self.name if spec.reader == "pang_lee" else str(spec.dataset))
+        return Task(name, spec.column, spec.column_b, num_labels, base.metric, self.val_split, tuple(names))
 
     def prepare_texts(self) -> None:
         """Read, split and tokenise the labelled data (once; later calls do nothing)."""
         if self.train is not None:
             return
         train, val, how = self.read_examples()
-        train, val = train.head(self.limit), val.head(self.val_limit)
+        train, val = train.head(self.spec.limit), val.head(self.val_limit)
         if not train.texts or not val.texts:
             which = "training" if not train.texts else "validation"
-            raise BertstoryError(f"no {which} examples in {self.dataset or self.name}: check the data.* options")
+            raise BertstoryError(f"no {which} examples in {self.spec.dataset or self.name}: check the data.* options")
         self.task = self.resolve_task(train, val)
         self.train = self._split(train)
         self.val = self._split(val)
@@ -381,8 +363,8 @@ class ClassificationDataModule(SegmentDataModule):
                  self.max_length, self.stats["skipped"])
 
     def _split(self, examples: Examples) -> Split:
-        ids, tts, truncated = self._tokenize(examples.texts)
-        return Split(ids, tts if self.pairs else None, list(examples.labels), truncated)
+        tokens = tokenize(self.tokenizer, examples.texts, self.max_length, self.pairs, self.name)
+        return Split(tokens.input_ids, tokens.token_type_ids, list(examples.labels), tokens.truncated)
 
     # -- batches -------------------------------------------------------------------------------
 

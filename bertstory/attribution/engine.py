@@ -53,7 +53,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bertstory.models import extended_mask
+from bertstory.models.forward import extended_mask
 
 
 @dataclass

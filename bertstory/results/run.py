@@ -2,7 +2,7 @@
 
 >>> from bertstory import results
 >>> run = results.load("outputs/2025-01-01/12-00-00")
->>> run.metrics["discrepancy"]["js"][5][3]          # JS of layer 5, head 3 (metrics.json)
+>>> run.metrics.table("discrepancy/js")[5][3]       # JS of layer 5, head 3 (metrics.json, a RunMetrics)
 >>> run.config.model.name                          # the composed Hydra config
 >>> for seg in run.segments():                     # lazily, one shard open at a time
 ...     seg.index, seg.tokens, seg.attention.shape   # (L, H, n, n) torch tensors
@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -22,10 +21,10 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from safetensors import safe_open
 
 from bertstory.errors import BertstoryError
-from bertstory.writer import iter_maps, shard_paths
+from bertstory.results.run_metrics import RunMetrics
+from bertstory.results.shards import iter_maps, saved_indices
 
 log = logging.getLogger(__name__)
 
@@ -45,32 +44,25 @@ class Segment:
 class Results:
     """A finished run directory: ``.metrics``, ``.config``, ``.segments()``."""
 
-    def __init__(self, run_dir: str | os.PathLike, metrics: dict | None = None):
+    def __init__(self, run_dir: str | os.PathLike, metrics: RunMetrics | None = None):
         self.run_dir = Path(run_dir)
-        path = self.run_dir / "metrics.json"
-        if metrics is None and not path.is_file():
-            raise BertstoryError(f"no metrics.json in {self.run_dir}: give the directory of a finished analysis run")
-        self.metrics: dict = json.loads(path.read_text()) if metrics is None else metrics
-        if self.metrics.get("kind") == "finetune":
+        self.metrics: RunMetrics = RunMetrics.read(self.run_dir) if metrics is None else metrics
+        if self.metrics.kind == "finetune":
             raise BertstoryError(f"{self.run_dir} is a train.py run, not an analysis: analyse its model first with "
                                  f"python analyze.py model=hf model.name_or_path={self.run_dir}/model")
         self.config: DictConfig | None = read_config(self.run_dir)
 
     @property
     def layers(self) -> int:
-        return self.metrics["model"]["layers"]
+        return self.metrics.layers
 
     @property
     def heads(self) -> int:
-        return self.metrics["model"]["heads"]
+        return self.metrics.heads
 
     def indices(self) -> list[int]:
         """Sorted dataset indices of the segments whose maps were saved (reads only the shard headers)."""
-        found = set()
-        for path in shard_paths(self.run_dir):
-            with safe_open(str(path), framework="pt") as f:
-                found |= {int(key.split(".")[0]) for key in f.keys() if key.split(".")[0].isdigit()}
-        return sorted(found)
+        return saved_indices(self.run_dir)
 
     def segments(self, indices: Iterable[int] | None = None) -> Iterator[Segment]:
         """Lazily yield the saved segments in shard order (only ``indices`` when given)."""
@@ -118,9 +110,9 @@ def load_tokenizer(cfg: DictConfig | None):
     try:
         from transformers import AutoTokenizer
 
-        from bertstory.models import _resolve
+        from bertstory.models.loading import resolve_path
 
-        path = _resolve(str(name))
+        path = resolve_path(str(name))
         online = bool(os.environ.get("BERTSTORY_ONLINE")) and not os.path.isdir(path)
         return AutoTokenizer.from_pretrained(path, local_files_only=not online)
     except Exception as e:  # any failure: fall back to ids (documented)

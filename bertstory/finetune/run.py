@@ -20,12 +20,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from bertstory.cli import build_logger, check_writable
-from bertstory.distributed import end_process_group, relaunch_as_hydra_job
+from bertstory.cli import check_writable
 from bertstory.errors import BertstoryError
-from bertstory.finetune import FineTuneModule, build_classifier
-from bertstory.sweep import finish_wandb_run
-from bertstory.writer import write_json_atomic
+from bertstory.files import write_json_atomic
+from bertstory.finetune.module import FineTuneModule, build_classifier
+from bertstory.run.distributed import end_process_group, relaunch_as_hydra_job
+from bertstory.run.loggers import build_logger, finish_wandb_run
 
 log = logging.getLogger(__name__)
 

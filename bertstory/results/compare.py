@@ -1,0 +1,120 @@
+"""Per-head differences between two runs: ``python -m bertstory.compare RUN_A RUN_B --out DIR``.
+
+For every LxH table that both runs' ``metrics.json`` hold (pattern masses, entropies, own-token
+share, discrepancies) it writes ``DIR/differences.json`` with ``B - A`` per (layer, head) and a
+diverging heatmap ``DIR/<table>.png`` (``attention/patterns/cls`` -> ``attention_patterns_cls.png``).
+Typical uses: a model before and after fine-tuning, two models of the same shape, two methods.
+Runs of different shapes (layers x heads) cannot be compared head by head.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from bertstory.errors import BertstoryError
+from bertstory.files import write_json_atomic
+from bertstory.results.figures import DPI, heatmap
+from bertstory.results.run import load
+from bertstory.results.run_metrics import RunMetrics, as_array
+
+
+def difference(a: list[list], b: list[list]) -> list[list[float | None]]:
+    """``b - a`` per entry; None where either is None."""
+    return [[None if x is None or y is None else y - x for x, y in zip(ra, rb, strict=True)]
+            for ra, rb in zip(a, b, strict=True)]
+
+
+def table_summary(diff: list[list[float | None]]) -> dict:
+    """Mean, mean absolute and largest absolute difference, and the head where it is."""
+    arr = as_array(diff)
+    if not np.isfinite(arr).any():
+        return {"mean": None, "mean_abs": None, "max_abs": None, "max_abs_head": None}
+    layer, head = np.unravel_index(np.nanargmax(np.abs(arr)), arr.shape)
+    return {"mean": float(np.nanmean(arr)), "mean_abs": float(np.nanmean(np.abs(arr))),
+            "max_abs": float(np.abs(arr[layer, head])), "max_abs_head": [int(layer), int(head)]}
+
+
+def compare(metrics_a: RunMetrics, metrics_b: RunMetrics) -> dict:
+    """The differences ``B - A`` of every LxH table the two runs share (raises on different shapes)."""
+    if metrics_a.shape != metrics_b.shape:
+        (la, ha), (lb, hb) = metrics_a.shape, metrics_b.shape
+        raise BertstoryError(f"the runs have different shapes (A: {la} layers x {ha} heads, B: {lb} x {hb}): "
+                             "compare runs of models with the same number of layers and heads")
+    ta, tb = metrics_a.tables(), metrics_b.tables()
+    common = [name for name in ta if name in tb]
+    diffs = {name: difference(ta[name], tb[name]) for name in common}
+    return {
+        "direction": "B - A",
+        "a": {"model": metrics_a.model, "method": metrics_a.method, "data": metrics_a.data},
+        "b": {"model": metrics_b.model, "method": metrics_b.method, "data": metrics_b.data},
+        "only_in_a": sorted(set(ta) - set(tb)),
+        "only_in_b": sorted(set(tb) - set(ta)),
+        "summary": {name: table_summary(d) for name, d in diffs.items()},
+        "differences": diffs,
+    }
+
+
+def label(facts: dict) -> str:
+    """``model/method`` of a run's facts as saved in differences.json."""
+    return f"{facts['model']['name']}/{facts['method']['name']}"
+
+
+def draw(name: str, diff: list[list], title: str, path: Path) -> None:
+    """A diverging heatmap of one table's differences, symmetric around zero."""
+    arr = as_array(diff)
+    L, H = arr.shape
+    bound = float(np.nanmax(np.abs(arr))) if np.isfinite(arr).any() else 0.0
+    bound = bound if bound > 0 and math.isfinite(bound) else 1e-12
+    fig = Figure(figsize=(max(4.0, 0.5 * H + 1.5), max(2.5, 0.4 * L + 1.2)))
+    ax = fig.subplots()
+    heatmap(fig, ax, arr, f"{name}\n{title}", cmap="RdBu_r", vmin=-bound, vmax=bound)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+
+
+def write(result: dict, out_dir: str | os.PathLike, run_a: str, run_b: str) -> list[Path]:
+    """``differences.json`` and one heatmap per table into ``out_dir``; returns the heatmaps' paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"run_a": str(run_a), "run_b": str(run_b), **result}
+    write_json_atomic(result, out / "differences.json")
+    title = f"B - A: {label(result['b'])} minus {label(result['a'])}"
+    paths = []
+    for name, diff in result["differences"].items():
+        path = out / (name.replace("/", "_") + ".png")
+        draw(name, diff, title, path)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bertstory.compare RUN_A RUN_B --out DIR``: per-head differences B - A of two runs."""
+    import argparse
+
+    from bertstory.cli import user_errors
+
+    parser = argparse.ArgumentParser(prog="python -m bertstory.compare", description=main.__doc__)
+    parser.add_argument("run_a")
+    parser.add_argument("run_b")
+    parser.add_argument("--out", required=True, help="folder for differences.json and the heatmaps")
+    args = parser.parse_args(argv)
+    with user_errors():
+        a, b = load(args.run_a), load(args.run_b)
+        result = compare(a.metrics, b.metrics)
+        paths = write(result, args.out, args.run_a, args.run_b)
+    print(f"{len(paths)} tables compared (B - A); differences.json and heatmaps in {args.out}")
+    biggest = sorted(result["summary"].items(), key=lambda kv: -(kv[1]["max_abs"] or 0))[:5]
+    for name, s in biggest:
+        if s["max_abs"] is not None:
+            print(f"  {name}: mean |diff| {s['mean_abs']:.4f}, max |diff| {s['max_abs']:.4f} at "
+                  f"layer {s['max_abs_head'][0]} head {s['max_abs_head'][1]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

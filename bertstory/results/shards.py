@@ -1,0 +1,171 @@
+"""The shard store: every file under a run's ``maps/`` folder is written (by the run's writer) and read here.
+
+Shard ``maps/rank{r}-batch{b:06d}.safetensors`` (one per batch and process, DESIGN.md) holds,
+for each kept segment with dataset index k: ``"{k}.input_ids"`` int64 (n), ``"{k}.attention"``
+(L, H, n, n) and, with an attribution method, ``"{k}.attribution"`` (L, H, n, n, rows
+normalised), padding stripped. Every batch writes a shard, also when none of its segments keeps
+maps: it records the batch's progress for ``resume=true`` in keys that start with ``__``:
+
+- ``__done__`` int64 (B,): the dataset indices of every segment of the batch;
+- ``__metric__.{metric}.{state}`` float64: the batch's *delta* metric state, i.e. the states of
+  a fresh :class:`~bertstory.stats.collection.AnalysisMetrics` updated on that batch alone.
+
+Metric states are sums, so the state after any set of batches is the sum of their deltas. A shard
+is written to a temporary name and renamed, so it exists if and only if its batch is finished.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from bertstory.errors import BertstoryError
+
+DONE = "__done__"
+METRIC = "__metric__."
+SHARD_NAME = re.compile(r"rank(\d+)-batch(\d+)\.safetensors")
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def maps_dir(run_dir: str | os.PathLike) -> Path:
+    """The folder of a run's shards."""
+    return Path(run_dir) / "maps"
+
+
+def shard_path(run_dir: str | os.PathLike, rank: int, batch: int) -> Path:
+    """Where batch ``batch`` of process ``rank`` is stored."""
+    return maps_dir(run_dir) / f"rank{rank}-batch{batch:06d}.safetensors"
+
+
+def shard_rank_batch(path: Path) -> tuple[int, int]:
+    """``(rank, batch)`` from a shard's file name."""
+    m = SHARD_NAME.fullmatch(path.name)
+    if m is None:
+        raise ValueError(f"not a shard name: {path.name}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard_paths(run_dir: str | os.PathLike) -> list[Path]:
+    """The run's shard files, in (rank, batch) order."""
+    return sorted(maps_dir(run_dir).glob("rank*-batch*.safetensors"))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def shard_tensors(prediction: dict, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The shard's tensors for one batch's prediction, padding stripped, with the batch's progress."""
+    tensors = progress_tensors(prediction)
+    lengths = prediction["attention_mask"].sum(-1).tolist()
+    for row, (k, n) in enumerate(zip(prediction["index"].tolist(), lengths, strict=True)):
+        n = int(n)
+        tensors[f"{k}.input_ids"] = prediction["input_ids"][row, :n].to(torch.int64).cpu().contiguous()
+        tensors[f"{k}.attention"] = prediction["attention"][row, :, :, :n, :n].to(dtype).cpu().contiguous()
+        if prediction.get("attribution") is not None:
+            tensors[f"{k}.attribution"] = prediction["attribution"][row, :, :, :n, :n].to(dtype).cpu().contiguous()
+    return tensors
+
+
+def progress_tensors(prediction: dict) -> dict[str, torch.Tensor]:
+    """``__done__`` and ``__metric__.*`` of a prediction (empty when it has none)."""
+    if "done" not in prediction:
+        return {}
+    tensors = {DONE: prediction["done"].to(torch.int64).cpu().contiguous()}
+    for name, value in prediction.get("metric_state", {}).items():
+        tensors[METRIC + name] = value.detach().to(torch.float64).cpu().contiguous()
+    return tensors
+
+
+def save_shard(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Save to ``path`` through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def remove_partial_shards(run_dir: str | os.PathLike, rank: int) -> None:
+    """Remove the temporary files a killed run of process ``rank`` left (never a finished shard)."""
+    for tmp in maps_dir(run_dir).glob(f"rank{rank}-batch*.safetensors.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- reading maps
+
+
+def iter_maps(run_dir: str | os.PathLike) -> Iterator[tuple[int, dict[str, torch.Tensor], dict[str, str]]]:
+    """Lazily yield ``(k, {"input_ids", "attention", "attribution"?}, metadata)`` for every saved segment,
+    sorted by dataset index k within each shard, one shard open at a time."""
+    for path in shard_paths(run_dir):
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            keys = [key for key in f.keys() if not key.startswith("__")]
+            for k in sorted({int(key.split(".")[0]) for key in keys}):
+                fields = {name.split(".", 1)[1]: f.get_tensor(name) for name in keys if name.split(".")[0] == str(k)}
+                yield k, fields, meta
+
+
+def saved_indices(run_dir: str | os.PathLike) -> list[int]:
+    """Sorted dataset indices of the segments whose maps were saved (reads only the shard headers)."""
+    found: set[int] = set()
+    for path in shard_paths(run_dir):
+        with safe_open(str(path), framework="pt") as f:
+            found |= {int(key.split(".")[0]) for key in f.keys() if key.split(".")[0].isdigit()}
+    return sorted(found)
+
+
+# --------------------------------------------------------------------------- reading progress
+
+
+@dataclass
+class Progress:
+    """What the shards of a run directory say is done: the finished segments, the summed metric deltas,
+    the next batch number per rank, and how many shards there are."""
+
+    done: set[int] = field(default_factory=set)
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    next_batch: dict[int, int] = field(default_factory=dict)
+    shards: int = 0
+
+
+def read_progress(run_dir: str | os.PathLike) -> Progress:
+    """Sum the bookkeeping of every shard under ``run_dir/maps`` (the maps themselves are not read)."""
+    progress = Progress()
+    for path in shard_paths(run_dir):
+        rank, batch = shard_rank_batch(path)
+        progress.next_batch[rank] = max(progress.next_batch.get(rank, 0), batch + 1)
+        done = read_shard_progress(path, progress.state)
+        twice = progress.done.intersection(done)
+        if twice:
+            raise BertstoryError(f"cannot resume {run_dir}: segment {min(twice)} is in two shards; "
+                                 "start a new run in another hydra.run.dir")
+        progress.done.update(done)
+        progress.shards += 1
+    return progress
+
+
+def read_shard_progress(path: Path, state: dict[str, torch.Tensor]) -> list[int]:
+    """One shard's finished dataset indices; its metric deltas are added into ``state``."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+            if DONE not in keys:
+                raise BertstoryError(f"cannot resume {path.parent.parent}: shard {path.name} has no saved progress "
+                                     "(written by an older bertstory): start a new run in another hydra.run.dir")
+            for key in sorted(k for k in keys if k.startswith(METRIC)):
+                value = f.get_tensor(key).to(torch.float64)
+                name = key[len(METRIC):]
+                state[name] = state[name] + value if name in state else value
+            return f.get_tensor(DONE).tolist()
+    except BertstoryError:
+        raise
+    except Exception as e:  # a damaged file: safetensors raises its own error types
+        raise BertstoryError(f"cannot read shard {path} ({e}): move it away and resume again "
+                             "(its segments will be analysed again)") from e
