@@ -46,10 +46,10 @@ from torch import Tensor  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bertstory.attribution import normalise_rows  # noqa: E402
-from bertstory.attribution.exact import Exact, Sketch  # noqa: E402
+from bertstory.attribution.exact import Exact  # noqa: E402
 from bertstory.attribution.grad_sum import GradSum  # noqa: E402
-from bertstory.data import read_wiki  # noqa: E402
-from bertstory.metrics import js_bits  # noqa: E402
+from bertstory.attribution.sketch import Sketch  # noqa: E402
+from bertstory.data.wiki import read_wiki  # noqa: E402
 from bertstory.models import (  # noqa: E402
     attention_maps,
     embed,
@@ -59,13 +59,20 @@ from bertstory.models import (  # noqa: E402
     load_encoder,
     self_attention,
 )
+from bertstory.stats.formulas import js_bits  # noqa: E402
+
+
+def tiny_sizes() -> dict:
+    """The ``tiny`` model's sizes, from its config (``conf/model/tiny.yaml``)."""
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "model" / "tiny.yaml"
+    return dict(OmegaConf.to_container(OmegaConf.load(conf).config_overrides))
+
 
 MODELS = {
     "minilm": dict(),
-    "tiny": dict(
-        random_init=True,
-        config_overrides=dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=32, intermediate_size=64),
-    ),
+    "tiny": dict(random_init=True, config_overrides=tiny_sizes()),
     "bert_base_random": dict(
         random_init=True,
         config_overrides=dict(num_hidden_layers=12, num_attention_heads=12, hidden_size=768, intermediate_size=3072),
@@ -136,8 +143,8 @@ def exact_flops(L: int, n: int, d: int, d_ff: int) -> int:
 
 def engine_flops(L: int, H: int, n: int, d: int, d_ff: int, tangents: int | None = None) -> int:
     """FLOPs the fast engine itself runs for ``tangents`` one-row tangents (n*d by default): its
-    matmuls per layer (see bertstory.attribution.tangents) plus the per-token residual maps."""
-    from bertstory.attribution.tangents import fold_scores
+    matmuls per layer (see bertstory.attribution.engine) plus the per-token residual maps."""
+    from bertstory.attribution.engine import fold_scores
 
     tangents = n * d if tangents is None else tangents
     rows = 0  # multiply-adds per tangent
@@ -355,14 +362,14 @@ def run(args) -> dict:
     # exact, float32 (memory measured around the first run)
     exact = Exact(dtype="float32")
     chunk = exact.auto_chunk(n, cfg, device)
-    Exact(dtype="float32").attribute_segment(model, ids[:, : min(n, 4)], tt[:, : min(n, 4)])  # warm-up
+    Exact(dtype="float32").scores(model, ids[:, : min(n, 4)], tt[:, : min(n, 4)])  # warm-up
     times = []
     for r in range(args.exact_repeats):
         if r == 0:
             with PeakMemory(device) as mem:
-                t, s32 = timed(lambda: Exact(dtype="float32").attribute_segment(model, ids, tt), device)
+                t, s32 = timed(lambda: Exact(dtype="float32").scores(model, ids, tt), device)
         else:
-            t, s32 = timed(lambda: Exact(dtype="float32").attribute_segment(model, ids, tt), device)
+            t, s32 = timed(lambda: Exact(dtype="float32").scores(model, ids, tt), device)
         times.append(t)
     res["exact_s"] = statistics.median(times)
     a32 = normalised(s32)
@@ -370,7 +377,7 @@ def run(args) -> dict:
     # exact, bfloat16 tangents
     times = []
     for _ in range(args.exact_repeats):
-        t, s16 = timed(lambda: Exact(dtype="bfloat16").attribute_segment(model, ids, tt), device)
+        t, s16 = timed(lambda: Exact(dtype="bfloat16").scores(model, ids, tt), device)
         times.append(t)
     res["exact_bf16_s"] = statistics.median(times)
     a16 = normalised(s16)
@@ -381,14 +388,14 @@ def run(args) -> dict:
     times = []
     for _ in range(args.repeats):
         sketch = Sketch(probes=args.probes, seed=args.seed, dtype="float32")
-        t, ssk = timed(lambda m=sketch: m.attribute_segment(model, ids, tt), device)
+        t, ssk = timed(lambda m=sketch: m.scores(model, ids, tt), device)
         times.append(t)
     res["sketch_s"] = statistics.median(times)
     res["sketch_js"] = js_bits(a32, normalised(ssk)).mean().item()
 
     # grad_sum and one attention-only forward
     gs = GradSum(dtype="float32")
-    res["grad_sum_s"] = median_time(lambda: gs.attribute_segment(model, ids, tt), device, args.repeats, warmup=0)
+    res["grad_sum_s"] = median_time(lambda: gs.scores(model, ids, tt), device, args.repeats, warmup=0)
     mask = torch.ones_like(ids)
     with torch.no_grad():
         res["forward_s"] = median_time(lambda: attention_maps(model, ids, mask, tt), device, max(5, args.repeats))

@@ -53,16 +53,18 @@ class Attribution:
     batches: it strips each segment's padding, normalises rows and pads back with zeros.
     """
 
+    NAME = "base"  # the method's name when the config gives none (``quick`` is named ``sketch``)
     produces_maps = True  # False only for ``none``: attention statistics alone
 
-    def __init__(self, name: str, wrt: str = "embeddings", head_output: str = "context", dtype: str = "float32"):
+    def __init__(self, name: str | None = None, wrt: str = "embeddings", head_output: str = "context",
+                 dtype: str = "float32"):
         if wrt not in ("embeddings", "word"):
             raise BertstoryError(f"attribution.wrt must be 'embeddings' or 'word', not {wrt!r}")
         if head_output not in ("context", "projected"):
             raise BertstoryError(f"attribution.head_output must be 'context' or 'projected', not {head_output!r}")
         if dtype not in DTYPES:
             raise BertstoryError(f"attribution.dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-        self.name = name
+        self.name = name or self.NAME
         self.wrt = wrt
         self.head_output = head_output
         self.dtype = dtype

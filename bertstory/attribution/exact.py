@@ -18,6 +18,8 @@ from bertstory.attribution.forward_mode import ForwardModeAttribution
 class Exact(ForwardModeAttribution):
     """``s_ij = ||d o_i / d x_j||_F``: n * d_in one-hot tangents."""
 
+    NAME = "exact"
+
     def tangents(self, inp, E):
         n, d_in = inp.shape
         rows = torch.arange(n, device=inp.device).repeat_interleave(d_in)
@@ -34,6 +36,8 @@ class Exact(ForwardModeAttribution):
 
 class GradXInput(Exact):
     """``s_ij = ||(d o_i / d x_j) diag(x_j)||_F``: the exact tangents, weighted by ``x_jc^2``."""
+
+    NAME = "grad_x_input"
 
     def weights(self, inp):
         return inp.reshape(-1).double().pow(2)

@@ -30,9 +30,8 @@ ENGINES = ("fast", "jvp")
 class ForwardModeAttribution(Attribution):
     """Build one-row tangents, push them in chunks (halving a chunk that runs out of memory), take roots."""
 
-    def __init__(self, name: str, chunk_size: int | None = None, memory_mb: int = 1024, engine: str = "fast",
-                 **common: Any):
-        super().__init__(name, **common)
+    def __init__(self, chunk_size: int | None = None, memory_mb: int = 1024, engine: str = "fast", **common: Any):
+        super().__init__(**common)
         if engine not in ENGINES:
             raise BertstoryError(f"attribution.engine must be 'fast' or 'jvp', not {engine!r}")
         if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)

@@ -18,8 +18,10 @@ from bertstory.models.forward import embeddings_from_words, head_outputs
 class GradSum(Attribution):
     """One VJP per (layer, head, query) of the summed head output, ``chunk_size`` VJPs per vmap call."""
 
-    def __init__(self, name: str, chunk_size: int | None = 256, **common: Any):
-        super().__init__(name, **common)
+    NAME = "grad_sum"
+
+    def __init__(self, chunk_size: int | None = 256, **common: Any):
+        super().__init__(**common)
         self.chunk_size = chunk_size
 
     def options(self) -> dict[str, Any]:

@@ -28,6 +28,8 @@ def rollout(A: Tensor) -> Tensor:
 class Rollout(Attribution):
     """``A^{l,h} R^{l-1}`` from one forward pass (no gradients)."""
 
+    NAME = "rollout"
+
     def scores(self, model, input_ids, token_type_ids):
         A = attention_maps(model, input_ids, torch.ones_like(input_ids), token_type_ids)[0]
         return rollout(A.double())

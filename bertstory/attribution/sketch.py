@@ -17,8 +17,10 @@ from bertstory.errors import BertstoryError
 class Sketch(ForwardModeAttribution):
     """Unbiased estimate of ``s_ij^2`` from m seeded Rademacher probes per input token."""
 
-    def __init__(self, name: str, probes: int = 32, seed: int = 0, **kw: Any):
-        super().__init__(name, **kw)
+    NAME = "sketch"
+
+    def __init__(self, probes: int = 32, seed: int = 0, **kw: Any):
+        super().__init__(**kw)
         if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
             raise BertstoryError(f"attribution.probes must be an integer >= 1, not {probes}")
         self.probes = probes

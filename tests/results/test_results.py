@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bertstory.errors import BertstoryError
 from bertstory.results import load
-from tests.test_report import run_once, shard_maps
+from tests.conftest import run_once, shard_maps
 
 
 @pytest.fixture(scope="module")

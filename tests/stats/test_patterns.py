@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from bertstory.patterns import PATTERNS, is_punct, pattern_masks, punct_vocab_mask
+from bertstory.stats.patterns import PATTERNS, is_punct, pattern_masks, punct_vocab_mask
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

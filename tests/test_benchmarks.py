@@ -18,11 +18,13 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import bertstory.attribution.tangents as tangents  # noqa: E402
+import bertstory.attribution.engine as engine  # noqa: E402
 from bertstory.attribution import normalise_rows  # noqa: E402
-from bertstory.attribution.exact import CPU_ROWS, Exact, GradXInput, Sketch  # noqa: E402
-from bertstory.metrics import js_bits  # noqa: E402
+from bertstory.attribution.exact import Exact, GradXInput  # noqa: E402
+from bertstory.attribution.memory import CPU_ROWS, auto_chunk  # noqa: E402
+from bertstory.attribution.sketch import Sketch  # noqa: E402
 from bertstory.models import load_encoder  # noqa: E402
+from bertstory.stats.formulas import js_bits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY3 = dict(num_hidden_layers=3, num_attention_heads=4, hidden_size=32, intermediate_size=64)
@@ -94,12 +96,12 @@ def test_jacobian_memory_estimate_skips_large_models(bench):
 @pytest.mark.parametrize("head_output", ["context", "projected"])
 def test_fast_engine_equals_jvp(tiny3, pair, monkeypatch, fold, wrt, head_output):
     ids, tt = pair
-    monkeypatch.setattr(tangents, "fold_scores", lambda H, n, d: fold)
+    monkeypatch.setattr(engine, "fold_scores", lambda H, n, d: fold)
     for cls, kw in ((Exact, {}), (GradXInput, {}), (Sketch, dict(probes=3, seed=1))):
         opts = dict(dtype="float64", wrt=wrt, head_output=head_output, **kw)
-        ref = cls(engine="jvp", **opts).attribute_segment(tiny3.model, ids, tt)
+        ref = cls(engine="jvp", **opts).scores(tiny3.model, ids, tt)
         for chunk in (None, 5):
-            got = cls(chunk_size=chunk, **opts).attribute_segment(tiny3.model, ids, tt)
+            got = cls(chunk_size=chunk, **opts).scores(tiny3.model, ids, tt)
             assert got.shape == ref.shape
             assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-10
 
@@ -111,41 +113,42 @@ def test_plain_residual_rules_equal_jvp(tiny3, pair, monkeypatch, maps, head_out
     ids, tt = pair
     n, d = ids.shape[1], tiny3.model.config.hidden_size
     monkeypatch.setattr(Exact, "map_budget", lambda self, device: maps * n * d * d * 8)
-    ref = Exact(engine="jvp", dtype="float64", head_output=head_output).attribute_segment(tiny3.model, ids, tt)
-    got = Exact(dtype="float64", head_output=head_output).attribute_segment(tiny3.model, ids, tt)
+    ref = Exact(engine="jvp", dtype="float64", head_output=head_output).scores(tiny3.model, ids, tt)
+    got = Exact(dtype="float64", head_output=head_output).scores(tiny3.model, ids, tt)
     assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-10
 
 
 def test_out_of_memory_inside_a_chunk_counts_nothing_twice(tiny3, pair, monkeypatch):
     """A failure after layer 0 of a chunk went through: the retried chunk is not counted twice."""
     ids, tt = pair
-    original = tangents.Engine.residual
+    original = engine.Engine.residual
 
     def failing(self, plan, do, X, rows, vecs):
         if X is not None and rows.shape[0] > 8:
             raise torch.OutOfMemoryError("out of memory (injected)")
         return original(self, plan, do, X, rows, vecs)
 
-    ref = Exact(dtype="float64", chunk_size=64).attribute_segment(tiny3.model, ids, tt)
-    monkeypatch.setattr(tangents.Engine, "residual", failing)
+    ref = Exact(dtype="float64", chunk_size=64).scores(tiny3.model, ids, tt)
+    monkeypatch.setattr(engine.Engine, "residual", failing)
     method = Exact(dtype="float64", chunk_size=64)
-    got = method.attribute_segment(tiny3.model, ids, tt)
-    assert method.halvings == 3 and method.chunk_size == 8
+    got = method.scores(tiny3.model, ids, tt)
+    assert method.chunk_size == 64  # the back-off stays inside the call
     assert (got - ref).abs().max().item() < 1e-12
 
 
 def test_auto_chunk_is_bounded(tiny3):
     cfg = tiny3.model.config
-    c = Exact(dtype="float32").auto_chunk(12, cfg, "cpu")
+    c = auto_chunk(12, cfg, torch.float32, 1024, "cpu")
     assert 1 <= c <= CPU_ROWS // 12
-    assert Exact(dtype="float32", memory_mb=1).auto_chunk(12, cfg, "cpu") >= 1
+    assert auto_chunk(12, cfg, torch.float32, 1, "cpu") >= 1
 
 
+@pytest.mark.slow  # bfloat16 matmuls are slow on CPUs without bf16 units
 def test_bfloat16_tangents_match_float32_on_minilm():
     enc = load_encoder("minilm")
     e = enc.tokenizer("Anarchism is a political philosophy.")
     ids, tt = torch.tensor([e["input_ids"]]), torch.tensor([e["token_type_ids"]])
-    a = normalise_rows(Exact(dtype="float32").attribute_segment(enc.model, ids, tt).double())[0]
-    b = normalise_rows(Exact(dtype="bfloat16").attribute_segment(enc.model, ids, tt).double())[0]
+    a = normalise_rows(Exact(dtype="float32").scores(enc.model, ids, tt).double())[0]
+    b = normalise_rows(Exact(dtype="bfloat16").scores(enc.model, ids, tt).double())[0]
     assert js_bits(a, b).mean().item() <= 1e-4
     assert (a - b).abs().max().item() <= 0.02

@@ -15,10 +15,8 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from bertstory.distributed import check_partition, quote_override_value
-from tests.conftest import ROOT
-from tests.test_analysis import analyze
-from tests.wandb_records import wandb_run_records
+from bertstory.run.distributed import check_partition, quote_override_value
+from tests.conftest import ROOT, analyze, wandb_run_records
 
 WORDS = ("the cat sat on a mat while dogs ran far away , and birds . sang loudly in trees ; people walked home "
          "( quietly ) after it rained - 42 times !").split()

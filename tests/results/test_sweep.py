@@ -12,11 +12,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bertstory.patterns import PATTERNS
-from bertstory.sweep import summarize_sweep
-from tests.conftest import CONF_DIR
-from tests.test_analysis import analyze
-from tests.wandb_records import wandb_run_records
+from bertstory.results.sweep import summarize_sweep
+from bertstory.stats.patterns import PATTERNS
+from tests.conftest import CONF_DIR, analyze, wandb_run_records
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -116,7 +114,7 @@ def test_summary_of_a_sweep_folder(tmp_path):
 def test_sweep_summary_is_a_hydra_callback():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="analyze", return_hydra_config=True)
-    assert cfg.hydra.callbacks.sweep_summary._target_ == "bertstory.sweep.SweepSummary"
+    assert cfg.hydra.callbacks.sweep_summary._target_ == "bertstory.results.sweep.SweepSummary"
 
 
 def test_slurm_launcher_asks_for_one_task_per_gpu():

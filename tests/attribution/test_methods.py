@@ -15,14 +15,13 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import bertstory.attribution.exact as exact_mod  # noqa: E402
-import bertstory.attribution.tangents as tangents_mod  # noqa: E402
-from bertstory.attribution import METHODS, build_attribution, normalise_rows  # noqa: E402
+import bertstory.attribution.engine as engine_mod  # noqa: E402
+import bertstory.attribution.forward_mode as forward_mode  # noqa: E402
+from bertstory.attribution import Attribution, normalise_rows  # noqa: E402
 from bertstory.errors import BertstoryError  # noqa: E402
 from bertstory.models import load_encoder  # noqa: E402
-from tests.references import hf_head_outputs, hf_inputs  # noqa: E402
+from tests.conftest import CONF_DIR, TINY, hf_head_outputs, hf_inputs, make_method  # noqa: E402
 
-TINY = dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=32, intermediate_size=64)
 ALL_METHODS = ["exact", "grad_x_input", "sketch", "grad_sum", "rollout", "none"]
 TEXTS = [("The cat sat.", "It purred."), ("Hello, world!", None), ("Short one", None)]
 # options that make every method run in float64 where it has a choice
@@ -143,16 +142,18 @@ def close(a, b, tol=1e-6):
 # --------------------------------------------------------------------------- registry and options
 
 
-def test_registry_has_every_method():
-    assert set(METHODS) == set(ALL_METHODS)
+def test_every_method_config_builds_its_method():
+    names = {p.stem for p in (CONF_DIR / "attribution").glob("*.yaml") if not p.stem.startswith("_")}
+    assert names == set(ALL_METHODS) | {"quick"}
     for name in ALL_METHODS:
-        assert build_attribution(name, **OPTS[name]).name == name
+        method = make_method(name, **OPTS[name])
+        assert isinstance(method, Attribution) and method.name == name
+        assert method.produces_maps == (name != "none")
 
 
 @pytest.mark.parametrize(
     "name, options, words",
     [
-        ("foo", {}, "unknown attribution method"),
         ("exact", dict(wrt="foo"), "wrt"),
         ("grad_sum", dict(wrt="foo"), "wrt"),
         ("rollout", dict(wrt="foo"), "wrt"),
@@ -166,11 +167,11 @@ def test_registry_has_every_method():
 )
 def test_bad_options(name, options, words):
     with pytest.raises(BertstoryError, match=words):
-        build_attribution(name, **options)
+        make_method(name, **options)
 
 
 def test_info_names_the_method():
-    info = build_attribution("sketch", probes=4, seed=1, wrt="word").info()
+    info = make_method("sketch", probes=4, seed=1, wrt="word").info()
     assert info["name"] == "sketch" and info["wrt"] == "word" and info["head_output"] == "context"
     assert info["probes"] == 4 and info["seed"] == 1
 
@@ -184,8 +185,8 @@ def test_info_names_the_method():
 def test_exact_equals_jacobian_norms(tiny, segment, engine, wrt, head_output):
     ids, tt = segment
     J, _ = jacobian(tiny.model, ids, tt, wrt, head_output)
-    s = build_attribution("exact", engine=engine, wrt=wrt, head_output=head_output, dtype="float64")
-    got = s.attribute_segment(tiny.model, ids, tt)
+    s = make_method("exact", engine=engine, wrt=wrt, head_output=head_output, dtype="float64")
+    got = s.scores(tiny.model, ids, tt)
     n = ids.shape[1]
     assert got.shape == (2, 4, n, n)
     close(got, ref_exact(J))
@@ -198,8 +199,8 @@ def test_exact_equals_jacobian_norms(tiny, segment, engine, wrt, head_output):
 def test_grad_x_input_equals_definition(tiny, segment, engine, wrt, head_output):
     ids, tt = segment
     J, inp = jacobian(tiny.model, ids, tt, wrt, head_output)
-    s = build_attribution("grad_x_input", engine=engine, wrt=wrt, head_output=head_output, dtype="float64")
-    got = s.attribute_segment(tiny.model, ids, tt)
+    s = make_method("grad_x_input", engine=engine, wrt=wrt, head_output=head_output, dtype="float64")
+    got = s.scores(tiny.model, ids, tt)
     close(got, ref_grad_x_input(J, inp))
     assert not torch.allclose(got, ref_exact(J))  # the weighting does something
 
@@ -208,14 +209,14 @@ def test_grad_x_input_equals_definition(tiny, segment, engine, wrt, head_output)
 def test_grad_sum_equals_definition(tiny, segment, wrt, head_output):
     ids, tt = segment
     J, _ = jacobian(tiny.model, ids, tt, wrt, head_output)
-    got = build_attribution("grad_sum", wrt=wrt, head_output=head_output).attribute_segment(tiny.model, ids, tt)
+    got = make_method("grad_sum", wrt=wrt, head_output=head_output).scores(tiny.model, ids, tt)
     close(got, ref_grad_sum(J))
 
 
 def test_exact_float32_is_close_to_float64(tiny, segment):
     ids, tt = segment
-    s64 = build_attribution("exact", dtype="float64").attribute_segment(tiny.model, ids, tt)
-    s32 = build_attribution("exact", dtype="float32").attribute_segment(tiny.model, ids, tt)
+    s64 = make_method("exact", dtype="float64").scores(tiny.model, ids, tt)
+    s32 = make_method("exact", dtype="float32").scores(tiny.model, ids, tt)
     torch.testing.assert_close(s32.double(), s64, atol=1e-5, rtol=1e-4)
 
 
@@ -223,7 +224,7 @@ def test_normalised_exact_equals_normalised_reference(tiny, segment):
     ids, tt = segment
     J, _ = jacobian(tiny.model, ids, tt, "embeddings", "context")
     ref = ref_exact(J)
-    got = build_attribution("exact", dtype="float64").attribute(tiny.model, ids, torch.ones_like(ids), tt)
+    got = make_method("exact", dtype="float64").attribute(tiny.model, ids, torch.ones_like(ids), tt).maps
     assert got.dtype == torch.float32
     close(got[0], ref / ref.sum(-1, keepdim=True))
 
@@ -232,8 +233,8 @@ def test_normalised_exact_equals_normalised_reference(tiny, segment):
 
 
 def sketch_sq(model, ids, tt, probes, seed, wrt="embeddings"):
-    s = build_attribution("sketch", probes=probes, seed=seed, wrt=wrt, dtype="float64")
-    return s.attribute_segment(model, ids, tt).pow(2)
+    s = make_method("sketch", probes=probes, seed=seed, wrt=wrt, dtype="float64")
+    return s.scores(model, ids, tt).pow(2)
 
 
 @pytest.mark.parametrize("wrt", ["embeddings", "word"])
@@ -288,7 +289,7 @@ def test_rollout_matches_hand_computation(tiny, segment):
     with torch.no_grad():
         out = tiny.model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=tt, output_attentions=True)
     ref = hand_rollout([a[0].tolist() for a in out.attentions])
-    got = build_attribution("rollout").attribute_segment(tiny.model, ids, tt)
+    got = make_method("rollout").scores(tiny.model, ids, tt)
     close(got, ref, 1e-10)
     # layer 0 is attention itself; rollout rows stay distributions
     close(got[0], out.attentions[0][0], 1e-12)
@@ -301,8 +302,8 @@ def test_rollout_matches_hand_computation(tiny, segment):
 @pytest.mark.parametrize("name", ALL_METHODS)
 def test_padded_batch_equals_one_segment_at_a_time(tiny, batch, name):
     ids, mask, tt, segs = batch
-    method = build_attribution(name, **OPTS[name])
-    got = method.attribute(tiny.model, ids, mask, tt)
+    method = make_method(name, **OPTS[name])
+    got = method.attribute(tiny.model, ids, mask, tt).maps
     if name == "none":
         assert got is None
         return
@@ -310,7 +311,7 @@ def test_padded_batch_equals_one_segment_at_a_time(tiny, batch, name):
     assert got.shape == (B, 2, 4, n, n) and got.dtype == torch.float32
     for b, (i, t) in enumerate(segs):
         k = i.shape[1]
-        one = build_attribution(name, **OPTS[name]).attribute(tiny.model, i, torch.ones_like(i), t)
+        one = make_method(name, **OPTS[name]).attribute(tiny.model, i, torch.ones_like(i), t).maps
         close(got[b, :, :, :k, :k], one[0])
         if k < n:
             assert got[b, :, :, k:, :].abs().max().item() == 0
@@ -319,7 +320,7 @@ def test_padded_batch_equals_one_segment_at_a_time(tiny, batch, name):
 @pytest.mark.parametrize("name", [m for m in ALL_METHODS if m != "none"])
 def test_rows_normalised_with_zero_padding(tiny, batch, name):
     ids, mask, tt, _ = batch
-    a = build_attribution(name, **OPTS[name]).attribute(tiny.model, ids, mask, tt)
+    a = make_method(name, **OPTS[name]).attribute(tiny.model, ids, mask, tt).maps
     m = mask.to(a.dtype)
     valid = m[:, None, None, :, None] * m[:, None, None, None, :]  # (B, 1, 1, n, n)
     assert (a >= 0).all()
@@ -336,7 +337,7 @@ def test_padded_model_agrees_with_exact(tiny, batch):
     J, _ = jacobian(tiny.model, ids[b : b + 1], tt[b : b + 1], "embeddings", "context", mask[b : b + 1])
     ref = ref_exact(J)[:, :, :k, :k]
     assert ref_exact(J)[:, :, :k, k:].abs().max().item() < 1e-12  # padding inputs have no influence
-    got = build_attribution("exact", dtype="float64").attribute(tiny.model, ids, mask, tt)
+    got = make_method("exact", dtype="float64").attribute(tiny.model, ids, mask, tt).maps
     close(got[b, :, :, :k, :k], ref / ref.sum(-1, keepdim=True))
 
 
@@ -356,16 +357,16 @@ def test_normalise_rows_rule():
 )
 def test_chunk_size_does_not_change_exact(tiny, short, engine, chunk_size):
     ids, tt = short
-    auto = build_attribution("exact", engine=engine, chunk_size=None, dtype="float64")
-    fixed = build_attribution("exact", engine=engine, chunk_size=chunk_size, dtype="float64")
-    close(fixed.attribute_segment(tiny.model, ids, tt), auto.attribute_segment(tiny.model, ids, tt), 1e-10)
+    auto = make_method("exact", engine=engine, chunk_size=None, dtype="float64")
+    fixed = make_method("exact", engine=engine, chunk_size=chunk_size, dtype="float64")
+    close(fixed.scores(tiny.model, ids, tt), auto.scores(tiny.model, ids, tt), 1e-10)
 
 
 def test_chunk_size_does_not_change_sketch_and_grad_sum(tiny, short):
     ids, tt = short
     for name, extra in (("sketch", dict(probes=5, seed=2)), ("grad_sum", {})):
         r = [
-            build_attribution(name, chunk_size=c, dtype="float64", **extra).attribute_segment(tiny.model, ids, tt)
+            make_method(name, chunk_size=c, dtype="float64", **extra).scores(tiny.model, ids, tt)
             for c in (1, 7, None)
         ]
         close(r[0], r[2], 1e-10)
@@ -377,7 +378,7 @@ def test_out_of_memory_halves_the_chunk(tiny, segment, monkeypatch, engine):
     """An allocation failure for chunks over 16 tangents: the chunk halves (64 -> 32 -> 16) and the result is exact."""
     ids, tt = segment
     attr = "_fast_pusher" if engine == "fast" else "_jvp_pusher"
-    original = getattr(exact_mod.ForwardModeAttribution, attr)
+    original = getattr(forward_mode.ForwardModeAttribution, attr)
     seen = []
 
     def failing(self, model, x, dtype):
@@ -391,18 +392,21 @@ def test_out_of_memory_halves_the_chunk(tiny, segment, monkeypatch, engine):
 
         return wrapped
 
-    monkeypatch.setattr(exact_mod.ForwardModeAttribution, attr, failing)
-    method = build_attribution("exact", engine=engine, chunk_size=64, dtype="float64")
-    got = method.attribute_segment(tiny.model, ids, tt)
+    monkeypatch.setattr(forward_mode.ForwardModeAttribution, attr, failing)
+    method = make_method("exact", engine=engine, chunk_size=64, dtype="float64")
+    got = method.scores(tiny.model, ids, tt)
     assert seen[:3] == [64, 32, 16] and max(seen[2:]) <= 16
-    assert method.halvings == 2 and method.chunk_size == 16
+    assert method.chunk_size == 64  # the back-off stays inside the call: the method keeps no state
+    seen.clear()
+    method.scores(tiny.model, ids, tt)
+    assert seen[:3] == [64, 32, 16]
     J, _ = jacobian(tiny.model, ids, tt, "embeddings", "context")
     close(got, ref_exact(J))
 
 
 def test_other_errors_are_not_swallowed(tiny, segment, monkeypatch):
     ids, tt = segment
-    original = exact_mod.ForwardModeAttribution._fast_pusher
+    original = forward_mode.ForwardModeAttribution._fast_pusher
 
     def failing(self, model, x, dtype):
         original(self, model, x, dtype)
@@ -412,45 +416,23 @@ def test_other_errors_are_not_swallowed(tiny, segment, monkeypatch):
 
         return wrapped
 
-    monkeypatch.setattr(exact_mod.ForwardModeAttribution, "_fast_pusher", failing)
+    monkeypatch.setattr(forward_mode.ForwardModeAttribution, "_fast_pusher", failing)
     with pytest.raises(RuntimeError, match="injected"):
-        build_attribution("exact", chunk_size=64).attribute_segment(tiny.model, ids, tt)
+        make_method("exact", chunk_size=64).scores(tiny.model, ids, tt)
 
 
-# the first fast engine had module-level layer functions and added each layer's norms to S2 as it went
-OLD_ENGINE = hasattr(tangents_mod, "layer_rest_tangent")
-
-
-@pytest.mark.xfail(
-    OLD_ENGINE,
-    strict=True,
-    raises=AssertionError,
-    reason="bug in the first fast engine: a chunk is retried after an OOM without undoing what the failed push "
-    "already added to S2 (accumulate_squared_norms adds layer by layer), so layer 0 is counted twice",
-)
 def test_out_of_memory_midway_through_a_chunk(tiny, segment, monkeypatch):
     """A failure between layer 0 and layer 1 of the fast engine, after layer 0's norms of the chunk were computed."""
     ids, tt = segment
-    if OLD_ENGINE:
-        original = tangents_mod.layer_rest_tangent
+    original = engine_mod.Engine.residual  # maps layer l's head-output tangents to layer l+1's input
 
-        def failing(st, do, dh):
-            if dh.shape[0] > 16:
-                raise torch.OutOfMemoryError("out of memory (injected)")
-            return original(st, do, dh)
+    def failing(self, plan, do, X, rows, vecs):
+        if rows.shape[0] > 16:
+            raise torch.OutOfMemoryError("out of memory (injected)")
+        return original(self, plan, do, X, rows, vecs)
 
-        monkeypatch.setattr(tangents_mod, "layer_rest_tangent", failing)
-    else:  # the Engine class: ``residual`` maps layer l's head-output tangents to layer l+1's input
-        original = tangents_mod.Engine.residual
-
-        def failing(self, plan, do, X, rows, vecs):
-            if rows.shape[0] > 16:
-                raise torch.OutOfMemoryError("out of memory (injected)")
-            return original(self, plan, do, X, rows, vecs)
-
-        monkeypatch.setattr(tangents_mod.Engine, "residual", failing)
-    method = build_attribution("exact", chunk_size=64, dtype="float64")
-    got = method.attribute_segment(tiny.model, ids, tt)
-    assert method.halvings == 2
+    monkeypatch.setattr(engine_mod.Engine, "residual", failing)
+    method = make_method("exact", chunk_size=64, dtype="float64")
+    got = method.scores(tiny.model, ids, tt)
     J, _ = jacobian(tiny.model, ids, tt, "embeddings", "context")
     close(got, ref_exact(J))

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 
 from tests.conftest import CONF_DIR
 
-PINNED = Path(__file__).resolve().parent / "pinned"
+PINNED = Path(__file__).resolve().parents[1] / "pinned"
 sys.path.insert(0, str(PINNED))
 from pin import PINS  # noqa: E402
 

@@ -11,43 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from safetensors import safe_open
 
-from bertstory import report
-from bertstory.patterns import PATTERNS
-from bertstory.report import choose_heads, own_share_quantiles, own_share_samples
-from bertstory.results import load
-from tests.conftest import ROOT
-from tests.test_analysis import analyze
-
-CORPUS = ("The cat sat on the mat.\nA dog, barking loudly, ran away!\nShort.\n"
-          "Is this the real life? Is this just fantasy?\nCaught in a landslide, no escape from reality.\n")
-
-# name -> overrides; the runs are made once per session and shared by test_report/test_results/test_compare
-RUNS = {
-    # exact attribution, every segment's maps saved in float32, the W&B logger, one extra head in the figures
-    "exact": ["model=tiny", "attribution=exact", "writer.dtype=float32", "data.batch_size=2", "report.heads=[[1,2]]"],
-    # another model (seed) and method, same shape
-    "rollout": ["model=tiny", "model.seed=1", "attribution=rollout", "writer.dtype=float32", "logger=none"],
-    # attention only, one layer (another shape), maps of two segments only
-    "none": ["model=tiny", "model.config_overrides.num_hidden_layers=1", "attribution=none", "logger=none",
-             "writer.max_segments=2"],
-}
-
-
-def run_once(tmp_path_factory, name: str) -> Path:
-    """The run directory of ``RUNS[name]`` over ``CORPUS``, made on first use in this test session."""
-    base = tmp_path_factory.getbasetemp() / "report-runs"
-    out = base / name
-    if (out / "metrics.json").is_file():
-        return out
-    base.mkdir(exist_ok=True)
-    corpus = base / "corpus.txt"
-    corpus.write_text(CORPUS)
-    r = analyze(*RUNS[name], "data=text", f"data.path={corpus}", f"hydra.run.dir={out}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out
+from bertstory.results import RunMetrics, load, report
+from bertstory.results.figures import choose_heads, own_share_quantiles, own_share_samples
+from bertstory.stats.patterns import PATTERNS
+from tests.conftest import ROOT, analyze, run_once, shard_maps
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +63,6 @@ def parse(path: Path) -> Page:
     page = Page()
     page.feed(path.read_text(encoding="utf-8"))
     return page
-
-
-def shard_maps(run_dir: Path) -> dict[int, dict[str, torch.Tensor]]:
-    """Every saved segment's tensors read straight from the shards."""
-    out = {}
-    for path in sorted((run_dir / "maps").glob("*.safetensors")):
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                k, _, field = key.partition(".")
-                if k.isdigit():
-                    out.setdefault(int(k), {})[field] = f.get_tensor(key)
-    return out
 
 
 def head_layer_mean(table) -> list[float]:
@@ -167,11 +123,11 @@ def test_heads_shown_are_the_extreme_js_heads_and_the_chosen_one(exact_run):
     js = m["discrepancy"]["js"]
     flat = [(v, layer, head) for layer, row in enumerate(js) for head, v in enumerate(row)]
     hi, lo = max(flat), min(flat)
-    shown = choose_heads(m, [[1, 2]])
+    shown = choose_heads(RunMetrics(m), [[1, 2]])
     assert shown[0] == ("highest JS", (hi[1], hi[2])) and shown[1] == ("lowest JS", (lo[1], lo[2]))
     assert shown[-1][1] == (1, 2)
     assert len({h for _, h in shown}) == len(shown)
-    assert choose_heads(m, [[hi[1], hi[2]]]) == shown[:2]  # duplicates dropped
+    assert choose_heads(RunMetrics(m), [[hi[1], hi[2]]]) == shown[:2]  # duplicates dropped
 
 
 def test_own_share_quantiles_and_mean_match_the_maps_and_metrics(exact_run):

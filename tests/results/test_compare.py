@@ -6,10 +6,9 @@ import sys
 
 import pytest
 
-from bertstory.compare import compare, main
-from bertstory.patterns import PATTERNS
-from tests.conftest import ROOT
-from tests.test_report import run_once
+from bertstory.results.compare import compare, main
+from bertstory.stats.patterns import PATTERNS
+from tests.conftest import ROOT, run_once
 
 NAMES = (
     [f"{block}/patterns/{p}" for block in ("attention", "attribution", "uniform") for p in PATTERNS]

@@ -12,17 +12,10 @@ import pytest
 import torch
 from torchmetrics.utilities.data import dim_zero_sum
 
-from bertstory.metrics import (
-    AnalysisMetrics,
-    Discrepancy,
-    PatternMass,
-    RowEntropy,
-    SelfAttribution,
-    UniformMass,
-    build_metrics,
-    persistence,
-)
-from bertstory.patterns import PATTERNS, pattern_masks
+from bertstory.stats.collection import AnalysisMetrics
+from bertstory.stats.metrics import Discrepancy, PatternMass, RowEntropy, SelfAttribution, UniformMass
+from bertstory.stats.patterns import PATTERNS, pattern_masks
+from bertstory.stats.persistence import persistence
 
 CLS, SEP, PUNCT_IDS, VOCAB = 1, 2, (7, 8), 20
 L, H = 2, 3
@@ -485,7 +478,7 @@ def test_compute_block_schema() -> None:
 def test_attention_only() -> None:
     rng = np.random.default_rng(8)
     att, attr, mask, masks = make_batch([random_segment(rng, n) for n in (4, 6)])
-    metrics = build_metrics(L, H, with_attribution=False)
+    metrics = AnalysisMetrics(L, H, with_attribution=False)
     with pytest.raises(ValueError, match="with_attribution"):
         metrics.update(att, attr, mask, masks)
     metrics.update(att, None, mask, masks)
@@ -493,18 +486,18 @@ def test_attention_only() -> None:
     assert list(block) == ["attention", "uniform"]
     assert metrics.queries == 10
     with pytest.raises(ValueError, match="with_attribution"):
-        build_metrics(L, H, with_attribution=True).update(att, None, mask, masks)
+        AnalysisMetrics(L, H, with_attribution=True).update(att, None, mask, masks)
 
 
 def test_reset_and_device_move() -> None:
     rng = np.random.default_rng(9)
     att, attr, mask, masks = make_batch([random_segment(rng, 4)])
-    metrics = build_metrics(L, H, with_attribution=True).to("cpu")
+    metrics = AnalysisMetrics(L, H, with_attribution=True).to("cpu")
     metrics.update(att, attr, mask, masks)
     metrics.reset()
     assert metrics.queries == 0
     if torch.cuda.is_available():
-        moved = build_metrics(L, H, with_attribution=True).to("cuda")
+        moved = AnalysisMetrics(L, H, with_attribution=True).to("cuda")
         moved.update(att.cuda(), attr.cuda(), mask.cuda(), {p: m.cuda() for p, m in masks.items()})
         assert moved.discrepancy.js.device.type == "cuda"
         metrics.update(att, attr, mask, masks)

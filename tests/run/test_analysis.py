@@ -11,7 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from safetensors import safe_open
 
-from bertstory.patterns import PATTERNS
+from bertstory.stats.patterns import PATTERNS
 from tests.conftest import CONF_DIR, ROOT
 
 GROUPS = {
@@ -108,7 +108,7 @@ def test_metrics_json_schema(exact_run, tiny64):
 
 def test_shards_hold_the_maps(exact_run, tiny64):
     """Every segment's shard maps equal a direct computation (attention from transformers itself)."""
-    from bertstory.attribution import build_attribution
+    from tests.conftest import make_method
 
     out, _ = exact_run
     shards = sorted((out / "maps").glob("*.safetensors"))
@@ -128,7 +128,7 @@ def test_shards_hold_the_maps(exact_run, tiny64):
             n = ids.shape[1]
             hf = model(input_ids=ids, output_attentions=True).attentions
             torch.testing.assert_close(seen[f"{k}.attention"], torch.stack(hf, 1)[0], atol=1e-6, rtol=1e-5)
-            attr = build_attribution("exact").attribute(model, ids, torch.ones_like(ids))[0]
+            attr = make_method("exact").attribute(model, ids, torch.ones_like(ids)).maps[0]
             torch.testing.assert_close(seen[f"{k}.attribution"], attr, atol=1e-5, rtol=1e-4)
             assert seen[f"{k}.attribution"].shape == (2, 4, n, n)
     finally:

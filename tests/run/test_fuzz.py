@@ -101,10 +101,10 @@ def check_blocks(blocks: dict, max_n: int, with_attribution: bool) -> None:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
 @given(lines=st.lists(LINE, min_size=1, max_size=7), method=st.sampled_from(["exact", "sketch", "rollout", "none"]))
 def test_any_unicode_corpus_runs_and_stays_in_range(tiny, lines, method):
-    from bertstory.attribution import build_attribution
     from bertstory.data import SegmentDataModule
-    from bertstory.module import AnalysisModule
-    from bertstory.writer import shard_tensors
+    from bertstory.results.shards import shard_tensors
+    from bertstory.run.module import AnalysisModule
+    from tests.conftest import make_method
 
     data = ("\n".join(editor_text(line) for line in lines) + "\n").encode("utf-8")
     segments, blank = expected_counts(data)
@@ -124,7 +124,7 @@ def test_any_unicode_corpus_runs_and_stays_in_range(tiny, lines, method):
     assert all(2 <= n <= MAX_LENGTH for n in lengths)
 
     options = {"probes": 4} if method == "sketch" else {}
-    module = AnalysisModule(tiny, build_attribution(method, **options))
+    module = AnalysisModule(tiny, make_method(method, **options))
     seen = []
     for batch in dm.predict_dataloader():
         out = module.predict_step(batch)

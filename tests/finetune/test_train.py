@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bertstory.errors import BertstoryError
-from bertstory.finetune import build_classifier, decay_groups, linear_warmup_decay, task_metrics
-from bertstory.glue import GLUE, glue_task
-from bertstory.train_data import ClassificationDataModule, stratified_split
+from bertstory.finetune.data import ClassificationDataModule, stratified_split
+from bertstory.finetune.glue import GLUE, glue_task
+from bertstory.finetune.module import build_classifier, decay_groups, linear_warmup_decay, task_metrics
 from tests.conftest import CONF_DIR, ROOT, TINY
 
 
@@ -64,7 +64,7 @@ def compose_train(*overrides: str):
 def test_train_config_composes_with_training_settings(trainer):
     cfg = compose_train(f"trainer={trainer}")
     assert cfg.model.name_or_path == "minilm" and cfg.data.reader == "pang_lee"
-    assert cfg.data._target_ == "bertstory.train_data.ClassificationDataModule"
+    assert cfg.data._target_ == "bertstory.finetune.data.ClassificationDataModule"
     t = cfg.trainer
     assert t.use_distributed_sampler is True and t.enable_checkpointing is True and t.inference_mode is True
     assert t.max_epochs >= 1 and cfg.optim.lr > 0 and 0 <= cfg.optim.warmup < 1
@@ -78,7 +78,7 @@ def test_train_config_hf_task_needs_no_dataset():
 def test_analyze_config_keeps_the_analysis_data_module():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="analyze", overrides=["data=pang_lee"])
-    assert cfg.data._target_ == "bertstory.data.SegmentDataModule" and "val_fraction" not in cfg.data
+    assert cfg.data._target_ == "bertstory.data.datamodule.SegmentDataModule" and "val_fraction" not in cfg.data
 
 
 # ------------------------------------------------------------------------------------------------ GLUE
@@ -126,7 +126,7 @@ def test_stratified_split_is_seeded():
 
 
 def test_pang_lee_split(tokenizer):
-    from bertstory.data import read_pang_lee
+    from bertstory.data.pang_lee import read_pang_lee
 
     corpus = read_pang_lee()
     dm = datamodule(tokenizer)
@@ -410,8 +410,8 @@ def test_run_leaves_checkpoint_model_and_metrics(tiny_run, tokenizer):
 
 @pytest.mark.slow
 def test_analyse_before_and_after_then_compare(tiny_run, tmp_path):
-    from bertstory.compare import main as compare_main
-    from tests.test_analysis import analyze
+    from bertstory.results.compare import main as compare_main
+    from tests.conftest import analyze
 
     out, _ = tiny_run
     common = ["attribution=exact", "data=pang_lee", "data.limit=6", "logger=none", "report.enabled=false"]
@@ -442,8 +442,8 @@ def test_minilm_learns_pang_lee(tmp_path):
 
 
 def test_resume_checkpoint_of_the_wrong_kind(tiny32, tmp_path):
-    from bertstory.finetune import FineTuneModule
-    from bertstory.training import check_checkpoint
+    from bertstory.finetune.module import FineTuneModule
+    from bertstory.finetune.run import check_checkpoint
 
     two, three = (FineTuneModule(build_classifier(tiny32, n), n) for n in (2, 3))
     good = tmp_path / "two.ckpt"

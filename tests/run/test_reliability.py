@@ -24,8 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from bertstory.errors import BertstoryError
-from tests.conftest import ROOT, TINY
-from tests.test_analysis import analyze
+from tests.conftest import ROOT, TINY, analyze
 
 # --------------------------------------------------------------------------- helpers
 
@@ -135,7 +134,7 @@ def test_unreadable_corpus_names_the_file(tmp_path, monkeypatch):
     """A read permission error (not reproducible as root with chmod) becomes a one-line error."""
     import builtins
 
-    from bertstory.data import read_text
+    from bertstory.data.text import read_text
 
     corpus = write_corpus(tmp_path / "c.txt", ["hello"])
     real_open = builtins.open
@@ -225,9 +224,9 @@ def test_nan_in_maps_stops_with_the_segment_index(tiny32):
     """A NaN word embedding poisons only the segments that use the word; the error names the first one."""
     import copy
 
-    from bertstory.attribution import build_attribution
     from bertstory.models import Encoder
-    from bertstory.module import AnalysisModule
+    from bertstory.run.module import AnalysisModule
+    from tests.conftest import make_method
 
     model = copy.deepcopy(tiny32.model)
     cat = tiny32.tokenizer.convert_tokens_to_ids("cat")
@@ -235,32 +234,33 @@ def test_nan_in_maps_stops_with_the_segment_index(tiny32):
     encoder = Encoder(model=model, tokenizer=tiny32.tokenizer, name="tiny")
     batch = batch_of(tiny32.tokenizer, ["a dog runs home", "the cat sat"], [3, 8])
     for method in ("none", "rollout"):
-        module = AnalysisModule(encoder, build_attribution(method))
+        module = AnalysisModule(encoder, make_method(method))
         with pytest.raises(BertstoryError, match=r"non-finite attention in segment 8\b"):
             module.predict_step(batch)
     clean = batch_of(tiny32.tokenizer, ["a dog runs home"], [3])
-    AnalysisModule(encoder, build_attribution("rollout")).predict_step(clean)  # the clean segment is fine
+    AnalysisModule(encoder, make_method("rollout")).predict_step(clean)  # the clean segment is fine
 
 
 def test_zero_attribution_rows_become_uniform_and_are_counted(tiny32):
     """A dead head (value weights and bias zero) has all-zero exact attribution rows: uniform rule, counted."""
     import copy
 
-    from bertstory.attribution import build_attribution
     from bertstory.models import Encoder
-    from bertstory.module import AnalysisModule
+    from bertstory.run.module import AnalysisModule
+    from tests.conftest import make_method
 
     model = copy.deepcopy(tiny32.model)
     d_h = TINY["hidden_size"] // TINY["num_attention_heads"]
     value = model.encoder.layer[0].attention.self.value
     value.weight.data[:d_h] = 0.0
     value.bias.data[:d_h] = 0.0
-    method = build_attribution("exact")
+    method = make_method("exact")
     module = AnalysisModule(Encoder(model=model, tokenizer=tiny32.tokenizer, name="tiny"), method)
     batch = batch_of(tiny32.tokenizer, ["the cat sat on the mat", "hello"], [0, 1])
     out = module.predict_step(batch)
     lengths = batch["attention_mask"].sum(-1).tolist()
-    assert method.zero_rows == sum(lengths) == out["zero_rows"]
+    assert method.attribute(module.encoder, batch["input_ids"], batch["attention_mask"]).zero_rows == sum(lengths)
+    assert module.metrics.zero_row_count == sum(lengths) == int(out["metric_state"]["zero_rows.rows"])
     for b, n in enumerate(lengths):
         head = out["attribution"][b, 0, 0, :n, :n]
         torch.testing.assert_close(head, torch.full((n, n), 1.0 / n))
@@ -272,12 +272,11 @@ def test_zero_attribution_rows_become_uniform_and_are_counted(tiny32):
 
 def test_delta_states_add_up_to_the_running_metrics(tiny32):
     """The per-batch deltas saved in shards sum (in batch order) to the very same float64 states."""
-    from bertstory.attribution import build_attribution
-    from bertstory.metrics import AnalysisMetrics
-    from bertstory.module import AnalysisModule
-    from bertstory.resume import merge_metric_state, metric_state
+    from bertstory.run.module import AnalysisModule
+    from bertstory.stats.collection import AnalysisMetrics, merge_metric_state, metric_state
+    from tests.conftest import make_method
 
-    module = AnalysisModule(tiny32, build_attribution("rollout"))
+    module = AnalysisModule(tiny32, make_method("rollout"))
     texts = ["The cat sat.", "A dog, barking loudly, ran away!", "Short.", "Anna met Bob in Paris."]
     deltas = [module.predict_step(batch_of(tiny32.tokenizer, [t], [k]))["metric_state"] for k, t in enumerate(texts)]
     deltas = [{k: v.clone() for k, v in d.items()} for d in deltas]
@@ -308,7 +307,7 @@ def test_sampler_batches_only_the_remaining_segments():
 
 
 def test_config_differences_and_ignored_keys():
-    from bertstory.resume import comparable_config, config_differences
+    from bertstory.run.resume import comparable_config, config_differences
 
     a = OmegaConf.create({"resume": False, "seed": 0, "data": {"limit": 10, "num_workers": 0},
                           "trainer": {"devices": 1, "precision": "32-true"}, "logger": {"name": "x"}})
@@ -320,7 +319,7 @@ def test_config_differences_and_ignored_keys():
 
 
 def test_data_fingerprint_sees_any_change():
-    from bertstory.resume import data_fingerprint
+    from bertstory.run.resume import data_fingerprint
 
     base = data_fingerprint([[101, 7, 102], [101, 8, 9, 102]])
     assert base == data_fingerprint([[101, 7, 102], [101, 8, 9, 102]])
@@ -330,39 +329,38 @@ def test_data_fingerprint_sees_any_change():
 
 
 def fake_shard(path: Path, done: list[int], state: dict[str, torch.Tensor] | None = None) -> None:
-    from bertstory.writer import atomic_save, progress_tensors
+    from bertstory.results.shards import progress_tensors, save_shard
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prediction = {"done": torch.tensor(done), "zero_rows": 1, "metric_state": state or {"m.s": torch.ones(2)}}
-    atomic_save(progress_tensors(prediction), path, {})
+    prediction = {"done": torch.tensor(done), "metric_state": state or {"m.s": torch.ones(2)}}
+    save_shard(progress_tensors(prediction), path, {})
 
 
-def test_read_shards_sums_progress_and_refuses_damage(tmp_path):
-    from bertstory.resume import read_shards
+def test_read_progress_sums_progress_and_refuses_damage(tmp_path):
+    from bertstory.results.shards import read_progress
 
     fake_shard(tmp_path / "maps" / "rank0-batch000000.safetensors", [4, 5], {"m.s": torch.tensor([1.0, 2.0])})
     fake_shard(tmp_path / "maps" / "rank0-batch000003.safetensors", [0], {"m.s": torch.tensor([0.5, 0.25])})
     fake_shard(tmp_path / "maps" / "rank2-batch000001.safetensors", [7], {"m.s": torch.tensor([1.0, 1.0])})
     (tmp_path / "maps" / "rank0-batch000004.safetensors.tmp").write_bytes(b"half a file")  # killed mid-write
-    prev = read_shards(tmp_path)
-    assert prev.done == {0, 4, 5, 7} and prev.zero_rows == 3 and prev.shards == 3
+    prev = read_progress(tmp_path)
+    assert prev.done == {0, 4, 5, 7} and prev.shards == 3
     assert prev.next_batch == {0: 4, 2: 2}
     assert torch.equal(prev.state["m.s"], torch.tensor([2.5, 3.25], dtype=torch.float64))
     fake_shard(tmp_path / "maps" / "rank1-batch000000.safetensors", [5, 6])
     with pytest.raises(BertstoryError, match="segment 5 is in two shards"):
-        read_shards(tmp_path)
+        read_progress(tmp_path)
     (tmp_path / "maps" / "rank1-batch000000.safetensors").write_bytes(b"\x08" + bytes(20))
     with pytest.raises(BertstoryError, match="cannot read shard .*rank1-batch000000"):
-        read_shards(tmp_path)
+        read_progress(tmp_path)
 
 
 def test_iter_maps_skips_progress_records(tmp_path):
-    from bertstory.writer import iter_maps, shard_tensors
+    from bertstory.results.shards import iter_maps, shard_tensors
 
     prediction = {
         "index": torch.tensor([2]), "input_ids": torch.tensor([[101, 5, 102, 0]]),
         "attention_mask": torch.tensor([[1, 1, 1, 0]]), "attention": torch.rand(1, 2, 4, 4, 4),
-        "attribution": None, "done": torch.tensor([2, 9]), "zero_rows": 0, "metric_state": {"m.s": torch.ones(1)},
+        "attribution": None, "done": torch.tensor([2, 9]), "metric_state": {"m.s": torch.ones(1)},
     }
     (tmp_path / "maps").mkdir()
     save_file(shard_tensors(prediction, torch.float32), str(tmp_path / "maps" / "rank0-batch000000.safetensors"))
@@ -447,7 +445,7 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(resumed):
 
 @pytest.mark.slow
 def test_resumed_shards_hold_every_segment_once_and_the_kept_maps(resumed):
-    from bertstory.writer import iter_maps
+    from bertstory.results.shards import iter_maps
 
     killed = resumed["killed"]
     names = sorted(p.name for p in (killed / "maps").glob("*.safetensors"))

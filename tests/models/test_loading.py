@@ -14,7 +14,6 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bertstory.attribution import build_attribution  # noqa: E402
 from bertstory.errors import BertstoryError  # noqa: E402
 from bertstory.models import (  # noqa: E402
     attention_maps,
@@ -24,9 +23,8 @@ from bertstory.models import (  # noqa: E402
     load_encoder,
     minilm_path,
 )
-from tests.references import hf_head_outputs, hf_inputs  # noqa: E402
+from tests.conftest import TINY, hf_head_outputs, hf_inputs, make_method  # noqa: E402
 
-TINY = dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=32, intermediate_size=64)
 SENTENCES = [
     ("The cat sat on the mat.", None),
     ("Hi!", None),
@@ -334,7 +332,7 @@ def test_other_layouts_exact(other_layout, wrt):
     ids = torch.tensor([other_layout.tokenizer(LAYOUT_TEXT)["input_ids"]])
     tt = torch.zeros_like(ids)
     ref = brute_force_exact(model, ids, tt, wrt)
-    got = build_attribution("exact", wrt=wrt, dtype="float64").attribute_segment(model, ids, tt)
+    got = make_method("exact", wrt=wrt, dtype="float64").scores(model, ids, tt)
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
 
 
