@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from bertstory.results import RunMetrics
 from bertstory.results.compare import compare, main
 from bertstory.stats.patterns import PATTERNS
 from tests.conftest import ROOT, run_once
@@ -90,7 +91,7 @@ def test_tables_missing_in_one_run_are_listed():
          "attention": {"entropy": [[1.0, 2.0]]}, "discrepancy": {"js": [[0.1, None]]}}
     b = {"model": {"layers": 1, "heads": 2}, "method": {"name": "none"}, "data": {},
          "attention": {"entropy": [[0.5, 2.5]]}}
-    result = compare(a, b)
+    result = compare(RunMetrics(a), RunMetrics(b))
     assert result["differences"] == {"attention/entropy": [[-0.5, 0.5]]}
     assert result["only_in_a"] == ["discrepancy/js"] and result["only_in_b"] == []
     assert result["summary"]["attention/entropy"]["max_abs_head"] == [0, 0]

@@ -19,7 +19,7 @@ def exact_run(tmp_path_factory):
 
 def test_metrics_and_config(exact_run):
     run = load(exact_run)
-    assert run.metrics == json.loads((exact_run / "metrics.json").read_text())
+    assert run.metrics.raw == json.loads((exact_run / "metrics.json").read_text())
     assert isinstance(run.config, DictConfig)
     assert run.config == OmegaConf.load(exact_run / ".hydra" / "config.yaml")
     assert run.config.model.name == "tiny" and run.config.attribution.name == "exact"
