@@ -47,6 +47,7 @@ def runs(tmp_path_factory):
     return {name: run_once(tmp_path_factory, name) for name in ("exact", "rollout", "none")}
 
 
+@pytest.mark.slow
 def test_a_run_against_itself_is_all_zero(runs, tmp_path):
     r = compare_cli(runs["exact"], runs["exact"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -60,6 +61,7 @@ def test_a_run_against_itself_is_all_zero(runs, tmp_path):
     assert {p.name for p in tmp_path.glob("*.png")} == {n.replace("/", "_") + ".png" for n in NAMES}
 
 
+@pytest.mark.slow
 def test_differences_are_b_minus_a_per_head(runs, tmp_path, capsys):
     code, stdout, stderr = compare_main(capsys, runs["exact"], runs["rollout"], "--out", tmp_path)
     assert code == 0, stderr
@@ -97,6 +99,7 @@ def test_tables_missing_in_one_run_are_listed():
     assert result["summary"]["attention/entropy"]["max_abs_head"] == [0, 0]
 
 
+@pytest.mark.slow
 def test_runs_of_different_shapes_are_refused(runs, tmp_path, capsys):
     code, _, stderr = compare_main(capsys, runs["exact"], runs["none"], "--out", tmp_path / "out")
     err = stderr.strip().splitlines()
@@ -105,6 +108,7 @@ def test_runs_of_different_shapes_are_refused(runs, tmp_path, capsys):
     assert not (tmp_path / "out" / "differences.json").exists()
 
 
+@pytest.mark.slow
 def test_missing_run_is_one_line(runs, tmp_path, capsys):
     code, _, stderr = compare_main(capsys, runs["exact"], tmp_path / "nothing", "--out", tmp_path / "out")
     err = stderr.strip().splitlines()
