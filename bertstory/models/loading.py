@@ -70,6 +70,10 @@ def minilm_path() -> str:
 def resolve_path(name_or_path: str) -> str:
     if name_or_path == "minilm":
         return minilm_path()
+    if name_or_path == "mpnet":
+        from bertstory.models.packaged import mpnet_path
+
+        return mpnet_path()
     return os.path.expanduser(str(name_or_path))
 
 
