@@ -34,6 +34,8 @@ from bertstory.run.loggers import build_logger, finish_wandb_run, log_results
 from bertstory.run.module import AnalysisModule
 from bertstory.run.resume import data_fingerprint, previous_run, save_record
 from bertstory.run.writer import MapWriter
+from bertstory.viewer import ViewerOptions
+from bertstory.viewer import build as build_viewer
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,9 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
 
 
 def finish(cfg: DictConfig, run_dir: Path, metrics: RunMetrics, logger) -> None:
-    """After metrics.json: the report (figures, report.html) and the logger."""
+    """After metrics.json: viewer.html, the report (figures, report.html linking the viewer) and the logger."""
+    if ViewerOptions.from_config(cfg).enabled:
+        print(f"viewer: {build_viewer(run_dir, cfg=cfg).describe()}")
     figures = []
     if ReportOptions.from_config(cfg).enabled:
         report = build_report(run_dir, metrics, cfg)
