@@ -63,7 +63,9 @@ def build(run_dir: str | os.PathLike, cfg: DictConfig | None = None, compare: st
     The page goes to ``out``, else ``run_dir/viewer.html`` (``run_dir/viewer-compare.html`` with ``compare``).
     """
     run = Results(run_dir)
-    options = ViewerOptions.from_config(cfg if cfg is not None else run.config)
+    if cfg is not None:
+        run.config = cfg  # the tokenizer of the run's model, also before Hydra saved .hydra/config.yaml
+    options = ViewerOptions.from_config(run.config)
     options = ViewerOptions(options.enabled, max_segments or options.max_segments, dtype or options.dtype)
     runs = [run_payload(run, options.max_segments, options.dtype)]
     if compare is not None:
