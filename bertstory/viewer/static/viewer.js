@@ -386,6 +386,7 @@
       state.layer = l; state.head = h;
       $("layer").value = String(l); $("head").value = String(h);
       render();
+      $("corpus-info").textContent = "opened layer " + l + ", head " + h + ": " + state.metric + " = " + fmt(t[l][h]);
     };
     canvas.onmousemove = (e) => {
       const r = canvas.getBoundingClientRect();
