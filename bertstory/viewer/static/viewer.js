@@ -220,9 +220,9 @@
         ctx.clearRect(0, 0, v.over.width, v.over.height);
         if (!h) continue;
         ctx.lineWidth = 1.5;
-        ctx.strokeStyle = "rgba(255,0,0,0.9)";
+        ctx.strokeStyle = "rgba(0,140,255,0.95)";
         ctx.strokeRect(0.75, h.i * px + 0.75, n * px - 1.5, px - 1.5);                 // row i
-        ctx.strokeStyle = "rgba(255,120,0,0.9)";
+        ctx.strokeStyle = "rgba(0,200,120,0.95)";
         const col = h.j === null ? h.i : h.j;
         ctx.strokeRect(col * px + 0.75, 0.75, px - 1.5, n * px - 1.5);                 // column
       } else {
