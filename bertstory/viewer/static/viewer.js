@@ -109,7 +109,7 @@
     ctx.putImageData(img, 0, 0);
   }
 
-  function cellSize(n) { return Math.max(3, Math.min(18, Math.floor(420 / n))); }
+  function cellSize(n) { return Math.max(3, Math.min(14, Math.floor(360 / n))); }
 
   function tokenSpan(i, text, px, which) {
     const el = cell("span", text, "tok");
