@@ -240,6 +240,7 @@ def test_report_renders_in_headless_chromium(exact_run, tmp_path):
     assert (rgb_spread > 0.2).mean() > 0.01
 
 
+@pytest.mark.slow
 def test_report_links_the_viewer(exact_run):
     page = parse(exact_run / "report.html")
     assert ("a", {"href": "viewer.html"}) in page.tags
