@@ -2,6 +2,6 @@
 attention beside attribution), written at the end of a run and by ``python -m bertstory.viewer RUN_DIR``."""
 
 from bertstory.viewer.options import ViewerOptions
-from bertstory.viewer.page import ViewerPage, build
+from bertstory.viewer.page import ViewerPage, build, build_after_run
 
-__all__ = ["ViewerOptions", "ViewerPage", "build"]
+__all__ = ["ViewerOptions", "ViewerPage", "build", "build_after_run"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from bertstory.errors import BertstoryError
 from bertstory.files import write_text_atomic
 from bertstory.results.run import Results
 from bertstory.viewer.options import ViewerOptions
@@ -67,6 +68,9 @@ def build(run_dir: str | os.PathLike, cfg: DictConfig | None = None, compare: st
         run.config = cfg  # the tokenizer of the run's model, also before Hydra saved .hydra/config.yaml
     options = ViewerOptions.from_config(run.config)
     options = ViewerOptions(options.enabled, max_segments or options.max_segments, dtype or options.dtype)
+    if not run.indices():
+        raise BertstoryError(f"{run.run_dir} saved no maps (writer.max_segments=0?): rerun with writer.max_segments "
+                             "at least 1 to view segments")
     runs = [run_payload(run, options.max_segments, options.dtype)]
     if compare is not None:
         runs.append(run_payload(Results(compare), options.max_segments, options.dtype))
@@ -74,3 +78,12 @@ def build(run_dir: str | os.PathLike, cfg: DictConfig | None = None, compare: st
     path = Path(out) if out is not None else run.run_dir / ("viewer-compare.html" if compare else FILE)
     write_text_atomic(page_html(runs), path)
     return ViewerPage(path, path.stat().st_size)
+
+
+def build_after_run(run_dir: str | os.PathLike, cfg: DictConfig) -> str:
+    """The end of an analysis run: write the viewer if ``viewer.enabled``; the line to print."""
+    if not ViewerOptions.from_config(cfg).enabled:
+        return "viewer: off (viewer.enabled=false)"
+    if not Results(run_dir).indices():
+        return "viewer: not written, no saved maps (writer.max_segments=0)"
+    return f"viewer: {build(run_dir, cfg=cfg).describe()}"

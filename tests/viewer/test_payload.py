@@ -10,8 +10,9 @@ import shutil
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
-from bertstory.viewer import build
+from bertstory.viewer import build, build_after_run
 from bertstory.viewer.__main__ import main
 from bertstory.viewer.encode import MAX_ERROR, decode_map
 from tests.conftest import shard_maps
@@ -134,11 +135,23 @@ def test_cli_rebuilds_and_prints_the_size(exact_run, tmp_path, capsys):
     assert [s["index"] for s in page_data(tmp_path / "v.html")["runs"][0]["segments"]] == [0, 1]
 
 
-@pytest.mark.parametrize("case,needle", [("empty", "metrics.json"), ("other-segments", "different segments")])
+def test_a_run_without_saved_maps_gets_a_note_not_a_page(exact_run, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(exact_run, bare, ignore=shutil.ignore_patterns("*.safetensors", "viewer.html"))
+    assert build_after_run(bare, OmegaConf.load(bare / ".hydra" / "config.yaml")).endswith("no saved maps "
+                                                                                        "(writer.max_segments=0)")
+    assert not (bare / "viewer.html").exists()
+
+
+@pytest.mark.parametrize("case,needle", [("empty", "metrics.json"), ("other-segments", "different segments"),
+                                         ("no-maps", "saved no maps")])
 def test_cli_errors_are_one_line(exact_run, tmp_path, capsys, case, needle):
     if case == "empty":
         (tmp_path / "empty").mkdir()
         args = [str(tmp_path / "empty")]
+    elif case == "no-maps":
+        shutil.copytree(exact_run, tmp_path / "bare", ignore=shutil.ignore_patterns("*.safetensors"))
+        args = [str(tmp_path / "bare")]
     else:
         other = tmp_path / "other"
         shutil.copytree(exact_run, other)
