@@ -25,3 +25,15 @@ def test_overrides_are_read():
 def test_bad_values_name_the_key(block, needle):
     with pytest.raises(BertstoryError, match=needle.replace(".", r"\.")):
         ViewerOptions.from_config(OmegaConf.create({"viewer": block}))
+
+
+def test_a_run_resumes_whatever_its_viewer_block():
+    """The viewer only reports a run: resume=true accepts another viewer block (or none, from before it)."""
+    from bertstory.run.resume import comparable_config, config_differences
+
+    old = OmegaConf.load(CONF_DIR / "analyze.yaml")
+    new = OmegaConf.merge(old, {"viewer": {"max_segments": 3, "dtype": "uint8"}})
+    del old["viewer"]
+    assert config_differences(comparable_config(old), comparable_config(new)) == []
+    changed = OmegaConf.merge(new, {"writer": {"max_segments": 3}})
+    assert config_differences(comparable_config(new), comparable_config(changed)) == ["writer.max_segments: 64 -> 3"]
