@@ -21,9 +21,10 @@ LAYERS = [
     {"data", "models", "stats"},  # what a run reads and the formulas it applies
     {"attribution"},  # methods, on top of the models
     {"results"},  # the stored run: metrics.json, shards, summaries, figures, report
+    {"viewer"},  # the interactive viewer.html, built from the stored run
     {"run"},  # the analysis itself: writes what results reads
     {"finetune"},  # train.py: builds on data, models and the run's plumbing
-    {"summary", "compare", "report", "sweep", "viewer"},  # ``python -m bertstory.X`` entry points
+    {"summary", "compare", "report", "sweep"},  # ``python -m bertstory.X`` entry points
 ]
 MAX_LINES = 450
 LONG_ALLOWED = {"bertstory/attribution/engine.py"}  # the hand-linearised engine is one idea

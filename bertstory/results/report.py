@@ -101,6 +101,15 @@ def figure_html(fig: FigureFile, run_dir: Path) -> str:
             "</figcaption></figure>")
 
 
+def viewer_link(run_dir: Path) -> str:
+    """A relative link to the run's interactive ``viewer.html`` (a note on how to make it when it is absent)."""
+    if (run_dir / "viewer.html").is_file():
+        return ('<p id="viewer-link"><a href="viewer.html">Open the interactive viewer</a> (viewer.html: any saved '
+                "segment, layer and head, attention beside attribution).</p>")
+    return (f"<p>No viewer.html here: <code>python -m bertstory.viewer {html.escape(str(run_dir))}</code> "
+            "writes it.</p>")
+
+
 def write_html(run: Results, figures: list[FigureFile], notes: list[str]) -> Path:
     """Write ``report.html``: one file, everything inline, nothing loaded from the network."""
     m = run.metrics
@@ -109,6 +118,7 @@ def write_html(run: Results, figures: list[FigureFile], notes: list[str]) -> Pat
     body = [f"<h1>{html.escape(title)}</h1>",
             f"<p>Run directory <code>{html.escape(str(run.run_dir))}</code>. Statistics are token-weighted means "
             "over every non-padding query of every segment (DESIGN.md).</p>",
+            viewer_link(run.run_dir),
             "<h2>Run</h2>", overview_html(m),
             "<h2>Numbers</h2>", layer_tables(m),
             "<h2>Figures</h2>"]

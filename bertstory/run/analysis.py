@@ -34,6 +34,8 @@ from bertstory.run.loggers import build_logger, finish_wandb_run, log_results
 from bertstory.run.module import AnalysisModule
 from bertstory.run.resume import data_fingerprint, previous_run, save_record
 from bertstory.run.writer import MapWriter
+from bertstory.viewer import ViewerOptions
+from bertstory.viewer import build_after_run as build_viewer
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 def check_model_fits(encoder: Encoder, cfg: DictConfig) -> None:
     """Fail before the work when the report's heads or the data's length do not fit the model."""
     check_heads(ReportOptions.from_config(cfg).heads, encoder.layers, encoder.heads)
+    ViewerOptions.from_config(cfg)  # a bad viewer block fails here, not after the work
     max_positions = getattr(encoder.config, "max_position_embeddings", None)
     if max_positions is not None and cfg.data.max_length > max_positions:
         raise BertstoryError(f"data.max_length={cfg.data.max_length} is above the model's position limit "
@@ -100,7 +103,8 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
 
 
 def finish(cfg: DictConfig, run_dir: Path, metrics: RunMetrics, logger) -> None:
-    """After metrics.json: the report (figures, report.html) and the logger."""
+    """After metrics.json: viewer.html, the report (figures, report.html linking the viewer) and the logger."""
+    print(build_viewer(run_dir, cfg))
     figures = []
     if ReportOptions.from_config(cfg).enabled:
         report = build_report(run_dir, metrics, cfg)

@@ -50,6 +50,7 @@ IGNORED = (
     "trainer.num_nodes",
     "trainer.enable_progress_bar",
     "data.num_workers",
+    "viewer",
 )
 
 

@@ -238,3 +238,10 @@ def test_report_renders_in_headless_chromium(exact_run, tmp_path):
     # the figures are drawn: some pixels are neither grey nor white (the colour maps)
     rgb_spread = pixels.max(axis=-1) - pixels.min(axis=-1)
     assert (rgb_spread > 0.2).mean() > 0.01
+
+
+@pytest.mark.slow
+def test_report_links_the_viewer(exact_run):
+    page = parse(exact_run / "report.html")
+    assert ("a", {"href": "viewer.html"}) in page.tags
+    assert (exact_run / "viewer.html").is_file()
