@@ -215,6 +215,31 @@ def segment_record(metrics: AnalysisMetrics) -> dict[str, Tensor]:
     return out
 
 
+def segment_deltas(scratch: AnalysisMetrics, attention: Tensor, attribution: Tensor | None, attention_mask: Tensor,
+                   masks: Mapping[str, Tensor], zero_rows: int = 0) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """A batch's delta metric state and its per-segment records, one segment at a time.
+
+    ``scratch`` is reset and updated with each segment alone (padding cut off); the delta is the sum of
+    those states (the batch's ``zero_rows`` added once), the records are each segment's
+    :func:`segment_record` stacked: ``{table: (B,L,H)}``, ``queries`` (B,), ``spearman_queries`` (B,L,H),
+    float32. Inputs as for :meth:`AnalysisMetrics.update`.
+    """
+    delta: dict[str, Tensor] = {}
+    records: dict[str, list[Tensor]] = {}
+    for b, n in enumerate(attention_mask.sum(dim=-1).tolist()):
+        scratch.reset()
+        scratch.update(attention[b : b + 1, :, :, :n, :n],
+                       None if attribution is None else attribution[b : b + 1, :, :, :n, :n],
+                       attention_mask[b : b + 1, :n], {p: m[b : b + 1, :n, :n] for p, m in masks.items()})
+        for key, value in metric_state(scratch).items():
+            delta[key] = delta[key] + value if key in delta else value.clone()
+        for key, value in segment_record(scratch).items():
+            records.setdefault(key, []).append(value.to(torch.float32))
+    if "zero_rows.rows" in delta:
+        delta["zero_rows.rows"] += zero_rows
+    return delta, {key: torch.stack(values) for key, values in records.items()}
+
+
 def metric_state(metrics: torch.nn.Module) -> dict[str, Tensor]:
     """Every state of every torchmetrics child of ``metrics``, keyed ``"{child}.{state}"``."""
     return {
