@@ -58,8 +58,10 @@ def save(fig: Figure, out_dir: Path, name: str, caption: str) -> FigureFile:
 
 
 def heatmap(fig: Figure, ax, table: np.ndarray, title: str, cmap: str = "viridis", vmin: float | None = None,
-            vmax: float | None = None, annotate: bool | None = None, marks: Sequence[tuple[int, int]] = ()) -> None:
-    """One LxH heatmap (layers as rows, heads as columns) with a colour bar; values written in small tables."""
+            vmax: float | None = None, annotate: bool | None = None, marks: Sequence[tuple[int, int]] = (),
+            mark_color: str = "red") -> None:
+    """One LxH heatmap (layers as rows, heads as columns) with a colour bar; values written in small tables;
+    the heads in ``marks`` outlined in ``mark_color``."""
     L, H = table.shape
     im = ax.imshow(table, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     ax.set_title(title, fontsize=9)
@@ -77,13 +79,13 @@ def heatmap(fig: Figure, ax, table: np.ndarray, title: str, cmap: str = "viridis
                 ax.text(head, layer, f"{v:.2f}", ha="center", va="center", fontsize=5,
                         color="white" if dark else "black")
     for layer, head in marks:
-        ax.add_patch(_box(layer, head))
+        ax.add_patch(_box(layer, head, mark_color))
 
 
-def _box(layer: int, head: int):
+def _box(layer: int, head: int, color: str = "red"):
     from matplotlib.patches import Rectangle
 
-    return Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5)
+    return Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=1.5)
 
 
 def choose_heads(metrics: RunMetrics, extra: Sequence[Sequence[int]] = ()) -> list[tuple[str, tuple[int, int]]]:

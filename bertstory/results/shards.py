@@ -198,6 +198,15 @@ class SegmentStats:
         return n[:, None, None].expand_as(self.sums[table]) if n.ndim == 1 else n
 
 
+def has_segment_stats(run_dir: str | os.PathLike) -> bool:
+    """Whether the run's shards keep per-segment statistics (reads one shard header)."""
+    paths = shard_paths(run_dir)
+    if not paths:
+        return False
+    with safe_open(str(paths[0]), framework="pt") as f:
+        return any(k.startswith(SEGMENT) for k in f.keys())
+
+
 def read_segment_stats(run_dir: str | os.PathLike) -> SegmentStats:
     """Gather the per-segment statistics of every shard of ``run_dir`` (raises BertstoryError when a
     shard has none: a run made before they were kept)."""

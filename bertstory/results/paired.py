@@ -1,0 +1,108 @@
+"""Paired comparison of two runs over the same segments: which heads really changed (``compare.json``).
+
+For a table ``t`` and head (l, h), run A's mean is ``R_A = sum_k s^A_k / sum_k n^A_k`` over the same K
+segments as run B's. The difference ``D = R_B - R_A`` has the paired segment-clustered standard error
+``SE(D)^2 = K/(K-1) sum_k (z^B_k - z^A_k)^2`` with the influences ``z_k = (s_k - R n_k) / sum_k n_k``
+(:mod:`bertstory.stats.clustered`): a segment's two values move together, so what one segment does
+to both runs cancels. The p-value is two-sided (normal), and the Benjamini-Hochberg procedure keeps
+the false discovery rate at ``alpha`` (5%) over the L x H heads of each table. Layer means (head
+means) get the same test on the segments' sums over heads.
+
+The difference itself is taken from the two ``metrics.json`` (float64); the standard errors from the
+per-segment statistics of the shards (:meth:`bertstory.results.Results.segment_stats`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bertstory.errors import BertstoryError
+from bertstory.files import write_json_atomic
+from bertstory.results.run import Results
+from bertstory.results.run_metrics import as_array
+from bertstory.results.shards import SegmentStats
+from bertstory.stats.clustered import benjamini_hochberg, influence, influence_stderr, two_sided_p
+from bertstory.stats.persistence import finite_or_none
+
+ALPHA = 0.05
+TEST = ("paired segment-clustered standard error, two-sided normal p-value, Benjamini-Hochberg at alpha over "
+        "the layers x heads of each table")
+
+
+def fingerprint(run: Results) -> str | None:
+    """The tokenised corpus's SHA-256 recorded when the run started (``maps/resume.json``), if any."""
+    path = run.run_dir / "maps" / "resume.json"
+    try:
+        return json.loads(path.read_text()).get("data_sha256")
+    except (OSError, ValueError):
+        return None
+
+
+def check_same_segments(a: Results, b: Results, stats_a: SegmentStats, stats_b: SegmentStats) -> None:
+    """Refuse (one line) two runs whose segments are not the same: other indices, lengths or corpus."""
+    same = (torch.equal(stats_a.indices, stats_b.indices)
+            and torch.equal(stats_a.counts["queries"], stats_b.counts["queries"]))
+    fa, fb = fingerprint(a), fingerprint(b)
+    if not same or (fa is not None and fb is not None and fa != fb):
+        raise BertstoryError(f"the runs are over different segments (A: {len(stats_a.indices)} segments, "
+                             f"{int(stats_a.counts['queries'].sum())} tokens; B: {len(stats_b.indices)}, "
+                             f"{int(stats_b.counts['queries'].sum())}): a paired comparison needs the same corpus "
+                             "and data settings (data.*) in both runs")
+
+
+def paired_test(sums_a: torch.Tensor, counts_a: torch.Tensor, sums_b: torch.Tensor, counts_b: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(D, SE(D), p)`` of ``D = R_B - R_A`` from per-segment sums and counts (K, ...) of both runs."""
+    a, na, b, nb = (t.to(torch.float64) for t in (sums_a, counts_a, sums_b, counts_b))
+    difference = b.sum(0) / nb.sum(0) - a.sum(0) / na.sum(0)
+    stderr = influence_stderr(influence(b, nb) - influence(a, na))
+    return difference, stderr, two_sided_p(difference, stderr)
+
+
+def nested(values: torch.Tensor) -> list:
+    """A tensor as nested lists, NaN as None."""
+    if values.ndim == 0:
+        return finite_or_none(float(values))
+    return [nested(v) for v in values]
+
+
+def compare_table(name: str, a: Results, b: Results, stats_a: SegmentStats, stats_b: SegmentStats,
+                  alpha: float = ALPHA) -> dict[str, Any]:
+    """One table's per-head and per-layer paired test (differences from metrics.json)."""
+    sa, na, sb, nb = stats_a.sums[name], stats_a.count(name), stats_b.sums[name], stats_b.count(name)
+    _, head_se, _ = paired_test(sa, na, sb, nb)
+    diff = torch.from_numpy(as_array(b.metrics.table(name)) - as_array(a.metrics.table(name)))
+    p = two_sided_p(diff, head_se)
+    significant = benjamini_hochberg(p, alpha)
+    layer_diff, layer_se, layer_p = paired_test(sa.sum(2), na.sum(2), sb.sum(2), nb.sum(2))
+    return {
+        "difference": nested(diff), "stderr": nested(head_se), "p": nested(p),
+        "significant": significant.tolist(), "significant_heads": int(significant.sum()),
+        "layer_means": {"difference": nested(layer_diff), "stderr": nested(layer_se), "p": nested(layer_p),
+                        "significant": benjamini_hochberg(layer_p, alpha).tolist()},
+    }
+
+
+def paired_comparison(a: Results, b: Results, alpha: float = ALPHA) -> dict[str, Any]:
+    """``compare.json``: every LxH table both runs hold, tested head by head (B - A)."""
+    stats_a, stats_b = a.segment_stats(), b.segment_stats()
+    check_same_segments(a, b, stats_a, stats_b)
+    names = [n for n in a.metrics.tables() if n in b.metrics.tables() and n in stats_a.sums and n in stats_b.sums]
+    tables = {name: compare_table(name, a, b, stats_a, stats_b, alpha) for name in names}
+    return {"direction": "B - A", "run_a": str(a.run_dir), "run_b": str(b.run_dir), "segments": len(stats_a.indices),
+            "alpha": alpha, "test": TEST, "tables": tables}
+
+
+def significant_heads(result: dict[str, Any], name: str) -> list[tuple[int, int]]:
+    """The (layer, head) pairs of table ``name`` that differ significantly."""
+    flags = result["tables"][name]["significant"]
+    return [(layer, head) for layer, row in enumerate(flags) for head, v in enumerate(row) if v]
+
+
+def write_compare_json(result: dict[str, Any], out_dir: Path) -> Path:
+    """Write ``out_dir/compare.json``."""
+    return write_json_atomic(result, Path(out_dir) / "compare.json")
