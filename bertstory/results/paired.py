@@ -106,3 +106,20 @@ def significant_heads(result: dict[str, Any], name: str) -> list[tuple[int, int]
 def write_compare_json(result: dict[str, Any], out_dir: Path) -> Path:
     """Write ``out_dir/compare.json``."""
     return write_json_atomic(result, Path(out_dir) / "compare.json")
+
+
+def layer_steps(stats: SegmentStats, name: str, alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """Within one run: does the head mean of table ``name`` change from layer l to layer l+1?
+
+    For each step, ``D = mean_{l+1} - mean_l`` of the pooled layer means (``sum_k t_k / sum_k m_k``, the
+    mean of the head means where the heads share a count) with its paired segment-clustered SE and
+    p-value (:func:`paired_test`, the layers as the two "runs"), and whether it survives
+    Benjamini-Hochberg at ``alpha`` over the L-1 steps. ``[{"from", "to", "difference", "stderr", "p",
+    "significant"}]``.
+    """
+    sums, counts = stats.sums[name].sum(dim=2), stats.count(name).sum(dim=2)  # (K, L)
+    diff, se, p = paired_test(sums[:, :-1], counts[:, :-1], sums[:, 1:], counts[:, 1:])
+    significant = benjamini_hochberg(p, alpha)
+    return [{"from": layer, "to": layer + 1, "difference": finite_or_none(float(diff[layer])),
+             "stderr": finite_or_none(float(se[layer])), "p": finite_or_none(float(p[layer])),
+             "significant": bool(significant[layer])} for layer in range(len(diff))]

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 from bertstory.errors import BertstoryError
+from bertstory.results.paired import layer_steps
+from bertstory.results.run import Results
 from bertstory.results.run_metrics import RunMetrics
 from bertstory.stats.patterns import PATTERNS
 
@@ -130,8 +132,26 @@ def markdown_results(metrics: RunMetrics) -> str:
     return "\n".join(out)
 
 
+STEP_TABLES = ("discrepancy/js", "discrepancy/tv", "discrepancy/spearman", "attribution/self")
+
+
+def format_layer_steps(run: Results, names: tuple[str, ...] = STEP_TABLES) -> str:
+    """Per table, the change of the head mean from each layer to the next, ± its paired SE, marked ``*``
+    where it survives Benjamini-Hochberg at 5% over the steps (:func:`bertstory.results.paired.layer_steps`)."""
+    stats = run.segment_stats()
+    lines = [f"change of the head mean from layer l to l+1 ± paired segment-clustered SE over {len(stats.indices)} "
+             "segments; * = significant (Benjamini-Hochberg 5% over the steps)"]
+    for name in names:
+        if name not in stats.sums:
+            continue
+        cells = [f"{s['from']}->{s['to']}: {plus_minus(s['difference'], s['stderr'])}{'*' if s['significant'] else ''}"
+                 for s in layer_steps(stats, name)]
+        lines.append(f"{name}: " + ", ".join(cells))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m bertstory.summary RUN_DIR [--markdown]``: print a finished run's per-layer table."""
+    """``python -m bertstory.summary RUN_DIR [--markdown] [--layer-steps]``: print a finished run's per-layer table."""
     import argparse
 
     from bertstory.cli import user_errors
@@ -139,7 +159,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bertstory.summary", description=main.__doc__)
     parser.add_argument("run_dir")
     parser.add_argument("--markdown", action="store_true", help="the README's Results tables")
+    parser.add_argument("--layer-steps", action="store_true",
+                        help="also test the change of the headline means from each layer to the next")
     args = parser.parse_args(argv)
     with user_errors():
         metrics = RunMetrics.read(args.run_dir)
         print(markdown_results(metrics) if args.markdown else format_table(metrics))
+        if args.layer_steps:
+            print(format_layer_steps(Results(args.run_dir, metrics)))

@@ -120,19 +120,22 @@ def test_segment_stats_are_each_segments_own_sums(equal_length_run, tiny64):
 
 @pytest.fixture(scope="module")
 def sketch_runs(tmp_path_factory):
-    """The same tiny sketch run with two probe seeds, over 24 segments of random length."""
+    """The same tiny sketch run with probe seeds 0 and 1, with shared and with per-segment probes, over 24
+    segments of random length."""
     tmp = tmp_path_factory.mktemp("paired")
     text = corpus(tmp / "corpus.txt", 24)
     lines = [" ".join(line.split()[: random.Random(i).randint(3, 25)])
              for i, line in enumerate(text.read_text().splitlines())]
     text.write_text("\n".join(lines) + "\n")
     runs = {}
-    for seed in (0, 1):
-        runs[seed] = tmp / f"seed{seed}"
-        r = analyze("model=tiny", "attribution=sketch", f"attribution.seed={seed}", "attribution.probes=4",
-                    "data=text", f"data.path={text}", "data.batch_size=8", "writer.max_segments=0", "logger=none",
-                    "report.enabled=false", f"hydra.run.dir={runs[seed]}")
-        assert r.returncode == 0, r.stderr[-3000:]
+    for probes in ("shared", "segment"):
+        for seed in (0, 1):
+            runs[probes, seed] = tmp / f"{probes}-{seed}"
+            r = analyze("model=tiny", "attribution=sketch", f"attribution.seed={seed}", "attribution.probes=4",
+                        f"attribution.segment_probes={probes == 'segment'}", "data=text", f"data.path={text}",
+                        "data.batch_size=8", "writer.max_segments=0", "logger=none", "report.enabled=false",
+                        f"hydra.run.dir={runs[probes, seed]}")
+            assert r.returncode == 0, r.stderr[-3000:]
     return tmp, runs
 
 
@@ -144,8 +147,8 @@ def compare_runs(a: Path, b: Path, out: Path) -> dict:
 @pytest.mark.slow
 def test_a_rerun_with_another_sketch_seed_differs_in_no_head(sketch_runs, tmp_path):
     _, runs = sketch_runs
-    result = compare_runs(runs[0], runs[1], tmp_path / "out")
-    a, b = (json.loads((runs[s] / "metrics.json").read_text()) for s in (0, 1))
+    result = compare_runs(runs["segment", 0], runs["segment", 1], tmp_path / "out")
+    a, b = (json.loads((runs["segment", s] / "metrics.json").read_text()) for s in (0, 1))
     assert table(a, "discrepancy/js") != table(b, "discrepancy/js"), "the seeds give other attributions"
     assert result["segments"] == 24 and set(result["tables"]) >= {"discrepancy/js", "attribution/patterns/cls"}
     significant = {n: t["significant_heads"] for n, t in result["tables"].items() if t["significant_heads"]}
@@ -155,6 +158,16 @@ def test_a_rerun_with_another_sketch_seed_differs_in_no_head(sketch_runs, tmp_pa
     tested = [p for n, t in result["tables"].items() if n.split("/")[0] in ("attribution", "discrepancy")
               for row in t["p"] for p in row if p is not None]
     assert len(tested) == 14 * 8 and all(0 < p < 1 for p in tested)
+
+
+@pytest.mark.slow
+def test_probes_shared_by_every_segment_make_a_seed_change_significant(sketch_runs, tmp_path):
+    """With the default shared probes the sketch's noise is common to all segments: segment-clustered SEs
+    leave it out, and another seed moves many heads beyond them (why ``segment_probes=true`` exists)."""
+    _, runs = sketch_runs
+    result = compare_runs(runs["shared", 0], runs["shared", 1], tmp_path / "out")
+    flagged = sum(t["significant_heads"] for n, t in result["tables"].items() if n.startswith("attribution/"))
+    assert flagged > 20, flagged
 
 
 def plant(run: Path, out: Path, name: str, heads: list[tuple[int, int]], shift: float, seed: int = 0) -> None:
@@ -187,8 +200,8 @@ def plant(run: Path, out: Path, name: str, heads: list[tuple[int, int]], shift: 
 def test_planted_differences_are_found(sketch_runs, tmp_path):
     _, runs = sketch_runs
     planted = [(0, 1), (1, 3)]
-    plant(runs[1], tmp_path / "planted", "attribution/patterns/self", planted, shift=0.05)
-    result = compare_runs(runs[0], tmp_path / "planted", tmp_path / "out")
+    plant(runs["segment", 1], tmp_path / "planted", "attribution/patterns/self", planted, shift=0.05)
+    result = compare_runs(runs["segment", 0], tmp_path / "planted", tmp_path / "out")
     found = result["tables"]["attribution/patterns/self"]
     flagged = [(layer, head) for layer, row in enumerate(found["significant"]) for head, v in enumerate(row) if v]
     assert flagged == planted
@@ -209,6 +222,6 @@ def test_runs_over_other_segments_are_refused_in_one_line(sketch_runs, tmp_path,
                 "logger=none", "report.enabled=false", f"hydra.run.dir={other}")
     assert r.returncode == 0, r.stderr[-3000:]
     with pytest.raises(SystemExit) as exit_info:
-        compare_main([str(runs[0]), str(other), "--out", str(tmp_path / "out")])
+        compare_main([str(runs["segment", 0]), str(other), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1 and "different segments" in err[0], err
