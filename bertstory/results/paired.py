@@ -5,8 +5,9 @@ segments as run B's. The difference ``D = R_B - R_A`` has the paired segment-clu
 ``SE(D)^2 = K/(K-1) sum_k (z^B_k - z^A_k)^2`` with the influences ``z_k = (s_k - R n_k) / sum_k n_k``
 (:mod:`bertstory.stats.clustered`): a segment's two values move together, so what one segment does
 to both runs cancels. The p-value is two-sided (normal), and the Benjamini-Hochberg procedure keeps
-the false discovery rate at ``alpha`` (5%) over the L x H heads of each table. Layer means (head
-means) get the same test on the segments' sums over heads.
+the false discovery rate at ``alpha`` (5%) over all heads of all tables together (one family of
+tests). Layer means (head means) get the same test on the segments' sums over heads, as a family
+of their own.
 
 The difference itself is taken from the two ``metrics.json`` (float64); the standard errors from the
 per-segment statistics of the shards (:meth:`bertstory.results.Results.segment_stats`).
@@ -30,7 +31,7 @@ from bertstory.stats.persistence import finite_or_none
 
 ALPHA = 0.05
 TEST = ("paired segment-clustered standard error, two-sided normal p-value, Benjamini-Hochberg at alpha over "
-        "the layers x heads of each table")
+        "all heads of all tables (the layer means: over all layers of all tables)")
 
 
 def fingerprint(run: Results) -> str | None:
@@ -70,21 +71,28 @@ def nested(values: torch.Tensor) -> list:
     return [nested(v) for v in values]
 
 
-def compare_table(name: str, a: Results, b: Results, stats_a: SegmentStats, stats_b: SegmentStats,
-                  alpha: float = ALPHA) -> dict[str, Any]:
-    """One table's per-head and per-layer paired test (differences from metrics.json)."""
+def compare_table(name: str, a: Results, b: Results, stats_a: SegmentStats, stats_b: SegmentStats) -> dict[str, Any]:
+    """One table's per-head and per-layer paired test (differences from metrics.json), before the
+    Benjamini-Hochberg step: tensors ``difference``, ``stderr``, ``p`` (L,H) and the same per layer (L,)."""
     sa, na, sb, nb = stats_a.sums[name], stats_a.count(name), stats_b.sums[name], stats_b.count(name)
     _, head_se, _ = paired_test(sa, na, sb, nb)
     diff = torch.from_numpy(as_array(b.metrics.table(name)) - as_array(a.metrics.table(name)))
-    p = two_sided_p(diff, head_se)
-    significant = benjamini_hochberg(p, alpha)
     layer_diff, layer_se, layer_p = paired_test(sa.sum(2), na.sum(2), sb.sum(2), nb.sum(2))
-    return {
-        "difference": nested(diff), "stderr": nested(head_se), "p": nested(p),
-        "significant": significant.tolist(), "significant_heads": int(significant.sum()),
-        "layer_means": {"difference": nested(layer_diff), "stderr": nested(layer_se), "p": nested(layer_p),
-                        "significant": benjamini_hochberg(layer_p, alpha).tolist()},
-    }
+    return {"difference": diff, "stderr": head_se, "p": two_sided_p(diff, head_se),
+            "layer_means": {"difference": layer_diff, "stderr": layer_se, "p": layer_p}}
+
+
+def family_bh(tests: dict[str, dict[str, torch.Tensor]], alpha: float) -> dict[str, torch.Tensor]:
+    """Benjamini-Hochberg over the p-values of every table together: ``{table: significant (bool)}``."""
+    names = list(tests)
+    flat = torch.cat([tests[n]["p"].reshape(-1) for n in names]) if names else torch.zeros(0)
+    flags = benjamini_hochberg(flat, alpha)
+    out, start = {}, 0
+    for n in names:
+        size = tests[n]["p"].numel()
+        out[n] = flags[start : start + size].reshape(tests[n]["p"].shape)
+        start += size
+    return out
 
 
 def paired_comparison(a: Results, b: Results, alpha: float = ALPHA) -> dict[str, Any]:
@@ -92,7 +100,16 @@ def paired_comparison(a: Results, b: Results, alpha: float = ALPHA) -> dict[str,
     stats_a, stats_b = a.segment_stats(), b.segment_stats()
     check_same_segments(a, b, stats_a, stats_b)
     names = [n for n in a.metrics.tables() if n in b.metrics.tables() and n in stats_a.sums and n in stats_b.sums]
-    tables = {name: compare_table(name, a, b, stats_a, stats_b, alpha) for name in names}
+    tests = {name: compare_table(name, a, b, stats_a, stats_b) for name in names}
+    heads = family_bh(tests, alpha)
+    layers = family_bh({n: t["layer_means"] for n, t in tests.items()}, alpha)
+    tables = {}
+    for n, t in tests.items():
+        lm = t["layer_means"]
+        tables[n] = {"difference": nested(t["difference"]), "stderr": nested(t["stderr"]), "p": nested(t["p"]),
+                     "significant": heads[n].tolist(), "significant_heads": int(heads[n].sum()),
+                     "layer_means": {"difference": nested(lm["difference"]), "stderr": nested(lm["stderr"]),
+                                     "p": nested(lm["p"]), "significant": layers[n].tolist()}}
     return {"direction": "B - A", "run_a": str(a.run_dir), "run_b": str(b.run_dir), "segments": len(stats_a.indices),
             "alpha": alpha, "test": TEST, "tables": tables}
 
