@@ -7,5 +7,6 @@
 
 from bertstory.results.run import Results, Segment, load
 from bertstory.results.run_metrics import RunMetrics
+from bertstory.results.shards import SegmentStats
 
-__all__ = ["Results", "RunMetrics", "Segment", "load"]
+__all__ = ["Results", "RunMetrics", "Segment", "SegmentStats", "load"]

@@ -1,8 +1,12 @@
-"""Per-head differences between two runs: ``python -m bertstory.compare RUN_A RUN_B --out DIR``.
+"""Comparing runs: ``python -m bertstory.compare RUN_A RUN_B [RUN_C ...] --out DIR``.
 
-For every LxH table that both runs' ``metrics.json`` hold (pattern masses, entropies, own-token
-share, discrepancies) it writes ``DIR/differences.json`` with ``B - A`` per (layer, head) and a
-diverging heatmap ``DIR/<table>.png`` (``attention/patterns/cls`` -> ``attention_patterns_cls.png``).
+With exactly two runs, for every LxH table that both runs' ``metrics.json`` hold (pattern masses,
+entropies, own-token share, discrepancies) it writes ``DIR/differences.json`` with ``B - A`` per
+(layer, head) and a diverging heatmap ``DIR/<table>.png`` (``attention/patterns/cls`` ->
+``attention_patterns_cls.png``). When both runs kept per-segment statistics and are over the same
+segments, it also tests every difference (:mod:`bertstory.results.paired`): ``DIR/compare.json``
+holds each head's difference, paired standard error, p-value and whether it survives
+Benjamini-Hochberg at 5%, and the heatmaps outline the heads that do.
 Typical uses: a model before and after fine-tuning, two models of the same shape, two methods.
 Runs of different shapes (layers x heads) cannot be compared head by head.
 """
@@ -20,8 +24,10 @@ from matplotlib.figure import Figure
 from bertstory.errors import BertstoryError
 from bertstory.files import write_json_atomic
 from bertstory.results.figures import DPI, heatmap
+from bertstory.results.paired import paired_comparison, significant_heads, write_compare_json
 from bertstory.results.run import load
 from bertstory.results.run_metrics import RunMetrics, as_array
+from bertstory.results.shards import has_segment_stats
 
 
 def difference(a: list[list], b: list[list]) -> list[list[float | None]]:
@@ -65,55 +71,84 @@ def label(facts: dict) -> str:
     return f"{facts['model']['name']}/{facts['method']['name']}"
 
 
-def draw(name: str, diff: list[list], title: str, path: Path) -> None:
-    """A diverging heatmap of one table's differences, symmetric around zero."""
+def draw(name: str, diff: list[list], title: str, path: Path, marks: list[tuple[int, int]] = ()) -> None:
+    """A diverging heatmap of one table's differences, symmetric around zero; ``marks`` outlined."""
     arr = as_array(diff)
     L, H = arr.shape
     bound = float(np.nanmax(np.abs(arr))) if np.isfinite(arr).any() else 0.0
     bound = bound if bound > 0 and math.isfinite(bound) else 1e-12
     fig = Figure(figsize=(max(4.0, 0.5 * H + 1.5), max(2.5, 0.4 * L + 1.2)))
     ax = fig.subplots()
-    heatmap(fig, ax, arr, f"{name}\n{title}", cmap="RdBu_r", vmin=-bound, vmax=bound)
+    heatmap(fig, ax, arr, f"{name}\n{title}", cmap="RdBu_r", vmin=-bound, vmax=bound, marks=marks,
+            mark_color="black")
     fig.tight_layout()
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
 
 
-def write(result: dict, out_dir: str | os.PathLike, run_a: str, run_b: str) -> list[Path]:
-    """``differences.json`` and one heatmap per table into ``out_dir``; returns the heatmaps' paths."""
+def write(result: dict, out_dir: str | os.PathLike, run_a: str, run_b: str, paired: dict | None = None
+          ) -> list[Path]:
+    """``differences.json`` and one heatmap per table into ``out_dir`` (with ``paired``, the result of
+    :func:`~bertstory.results.paired.paired_comparison`: significant heads outlined, and ``compare.json``);
+    returns the heatmaps' paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = {"run_a": str(run_a), "run_b": str(run_b), **result}
     write_json_atomic(result, out / "differences.json")
+    if paired is not None:
+        write_compare_json(paired, out)
     title = f"B - A: {label(result['b'])} minus {label(result['a'])}"
     paths = []
     for name, diff in result["differences"].items():
         path = out / (name.replace("/", "_") + ".png")
-        draw(name, diff, title, path)
+        tested = paired is not None and name in paired["tables"]
+        marks = significant_heads(paired, name) if tested else []
+        draw(name, diff, title + ("\noutlined: significant (BH 5%)" if tested else ""), path, marks)
         paths.append(path)
     return paths
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m bertstory.compare RUN_A RUN_B --out DIR``: per-head differences B - A of two runs."""
-    import argparse
-
-    from bertstory.cli import user_errors
-
-    parser = argparse.ArgumentParser(prog="python -m bertstory.compare", description=main.__doc__)
-    parser.add_argument("run_a")
-    parser.add_argument("run_b")
-    parser.add_argument("--out", required=True, help="folder for differences.json and the heatmaps")
-    args = parser.parse_args(argv)
-    with user_errors():
-        a, b = load(args.run_a), load(args.run_b)
-        result = compare(a.metrics, b.metrics)
-        paths = write(result, args.out, args.run_a, args.run_b)
-    print(f"{len(paths)} tables compared (B - A); differences.json and heatmaps in {args.out}")
+def pair(run_a: str, run_b: str, out: str) -> None:
+    """The two-run part of ``main``: differences, their paired test (when per-segment statistics exist), heatmaps."""
+    a, b = load(run_a), load(run_b)
+    result = compare(a.metrics, b.metrics)
+    paired = None
+    if has_segment_stats(a.run_dir) and has_segment_stats(b.run_dir):
+        paired = paired_comparison(a, b)
+    else:
+        print("no paired test: a run has no per-segment statistics (made by an older bertstory; rerun it)")
+    paths = write(result, out, run_a, run_b, paired)
+    print(f"{len(paths)} tables compared (B - A); differences.json{', compare.json' if paired else ''} and "
+          f"heatmaps in {out}")
     biggest = sorted(result["summary"].items(), key=lambda kv: -(kv[1]["max_abs"] or 0))[:5]
     for name, s in biggest:
         if s["max_abs"] is not None:
             print(f"  {name}: mean |diff| {s['mean_abs']:.4f}, max |diff| {s['max_abs']:.4f} at "
                   f"layer {s['max_abs_head'][0]} head {s['max_abs_head'][1]}")
+    if paired is not None:
+        changed = {n: t["significant_heads"] for n, t in paired["tables"].items() if t["significant_heads"]}
+        print(f"heads that differ significantly (paired over {paired['segments']} segments, BH 5%): "
+              + (", ".join(f"{n} {c}" for n, c in changed.items()) if changed else "none"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bertstory.compare RUN_A RUN_B [RUN_C ...] --out DIR``: compare finished runs."""
+    import argparse
+
+    from bertstory.cli import user_errors
+
+    parser = argparse.ArgumentParser(prog="python -m bertstory.compare", description=main.__doc__)
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories (two for differences and the "
+                                                                "paired test)")
+    parser.add_argument("--out", required=True, help="folder for the outputs (differences.json, compare.json, "
+                                                     "heatmaps)")
+    args = parser.parse_args(argv)
+    with user_errors():
+        if len(args.runs) < 2:
+            raise BertstoryError("give at least two run directories to compare")
+        if len(args.runs) == 2:
+            pair(args.runs[0], args.runs[1], args.out)
+        else:
+            raise BertstoryError(f"got {len(args.runs)} runs: differences and the paired test compare exactly two")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Agg rendering and no pyplot state, so drawing never touches a display.
 
 1. ``layer_patterns``: per layer, each pattern's mass under attention, attribution and the
-   uniform baseline (head means, with the range over heads shaded), one panel per pattern.
+   uniform baseline (head means, with the range over heads shaded lightly and the 95% interval
+   of the head mean across segments darker), one panel per pattern.
 2. ``heads_js`` and ``heads_patterns``: LxH heatmaps of the JS discrepancy and of each
    pattern's attention and attribution mass.
 3. ``segment_{k}``: attention and attribution side by side for chosen heads (highest and
@@ -28,6 +29,7 @@ from matplotlib.figure import Figure
 from bertstory.results.report_options import DEFAULT_SEGMENTS, check_heads
 from bertstory.results.run import Results
 from bertstory.results.run_metrics import RunMetrics
+from bertstory.stats.clustered import Z95
 from bertstory.stats.patterns import PATTERNS
 
 FORMATS = ("png", "pdf")
@@ -58,8 +60,10 @@ def save(fig: Figure, out_dir: Path, name: str, caption: str) -> FigureFile:
 
 
 def heatmap(fig: Figure, ax, table: np.ndarray, title: str, cmap: str = "viridis", vmin: float | None = None,
-            vmax: float | None = None, annotate: bool | None = None, marks: Sequence[tuple[int, int]] = ()) -> None:
-    """One LxH heatmap (layers as rows, heads as columns) with a colour bar; values written in small tables."""
+            vmax: float | None = None, annotate: bool | None = None, marks: Sequence[tuple[int, int]] = (),
+            mark_color: str = "red") -> None:
+    """One LxH heatmap (layers as rows, heads as columns) with a colour bar; values written in small tables;
+    the heads in ``marks`` outlined in ``mark_color``."""
     L, H = table.shape
     im = ax.imshow(table, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     ax.set_title(title, fontsize=9)
@@ -77,13 +81,21 @@ def heatmap(fig: Figure, ax, table: np.ndarray, title: str, cmap: str = "viridis
                 ax.text(head, layer, f"{v:.2f}", ha="center", va="center", fontsize=5,
                         color="white" if dark else "black")
     for layer, head in marks:
-        ax.add_patch(_box(layer, head))
+        ax.add_patch(_box(layer, head, mark_color))
 
 
-def _box(layer: int, head: int):
+def _box(layer: int, head: int, color: str = "red"):
     from matplotlib.patches import Rectangle
 
-    return Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5)
+    return Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=1.5)
+
+
+def interval(mean: np.ndarray, stderr: Sequence[float | None] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The 95% interval ``mean ± Z95 SE`` per layer (normal approximation), or None without SEs."""
+    if stderr is None:
+        return None
+    se = np.array([math.nan if v is None else v for v in stderr], dtype=float)
+    return mean - Z95 * se, mean + Z95 * se
 
 
 def choose_heads(metrics: RunMetrics, extra: Sequence[Sequence[int]] = ()) -> list[tuple[str, tuple[int, int]]]:
@@ -126,8 +138,11 @@ def fig_layer_patterns(metrics: RunMetrics, out_dir: Path) -> FigureFile:
             style = "--" if block == "uniform" else "-"
             ax.plot(layers, mean, style, color=color, marker="o", markersize=3, label=label)
             if block != "uniform":
-                ax.fill_between(layers, np.nanmin(table, axis=1), np.nanmax(table, axis=1), color=color, alpha=0.15,
+                ax.fill_between(layers, np.nanmin(table, axis=1), np.nanmax(table, axis=1), color=color, alpha=0.12,
                                 linewidth=0)
+                band = interval(mean, metrics.layer_stderr(f"{block}/patterns/{p}"))
+                if band is not None:
+                    ax.fill_between(layers, *band, color=color, alpha=0.35, linewidth=0)
         ax.set_title(p, fontsize=10)
         ax.set_ylim(bottom=0)
         ax.set_xticks(layers)
@@ -140,7 +155,9 @@ def fig_layer_patterns(metrics: RunMetrics, out_dir: Path) -> FigureFile:
     axes[0].legend(fontsize=7, loc="best")
     fig.suptitle(metrics.title(), fontsize=10)
     fig.tight_layout()
-    caption = ("Per layer, each pattern's mass (head mean; the shaded band is the range over heads) under "
+    caption = ("Per layer, each pattern's mass (head mean; the light band is the range over heads"
+               + ("; the dark band the 95% interval of the head mean across segments, mean ± 1.96 segment-clustered "
+                  "standard errors" if metrics.has_stderr else "") + ") under "
                "attention" + (", under attribution" if metrics.has_attribution else "")
                + " and under the uniform baseline |p(i)|/n.")
     return save(fig, out_dir, "layer_patterns", caption)
@@ -243,8 +260,11 @@ def fig_own_share(metrics: RunMetrics, samples: torch.Tensor, count: int, tokens
     ax.fill_between(layers, q[:, 0], q[:, 2], color="tab:orange", alpha=0.25, linewidth=0,
                     label="quartiles (saved maps)")
     ax.plot(layers, q[:, 1], "-o", color="tab:orange", markersize=3, label="median (saved maps)")
-    ax.plot(layers, np.nanmean(metrics.array("attribution/self"), axis=1), ":", color="black",
-            label="mean, whole corpus")
+    corpus_mean = np.nanmean(metrics.array("attribution/self"), axis=1)
+    ax.plot(layers, corpus_mean, ":", color="black", label="mean, whole corpus")
+    band = interval(corpus_mean, metrics.layer_stderr("attribution/self"))
+    if band is not None:
+        ax.fill_between(layers, *band, color="black", alpha=0.15, linewidth=0, label="95% interval of the mean")
     ax.plot(layers, np.nanmean(metrics.array("uniform/patterns/self"), axis=1), "--", color="0.5",
             label="uniform 1/n")
     ax.set_xticks(layers)

@@ -22,7 +22,7 @@ from bertstory.results.figures import FigureFile, make_figures
 from bertstory.results.report_options import ReportOptions
 from bertstory.results.run import Results
 from bertstory.results.run_metrics import RunMetrics
-from bertstory.results.summary import layer_summary
+from bertstory.results.summary import layer_summary, plus_minus
 from bertstory.stats.patterns import PATTERNS
 
 
@@ -60,25 +60,41 @@ def table_html(header: Sequence[str], rows: Sequence[Sequence], left: int = 1) -
 
 
 def layer_tables(metrics: RunMetrics) -> str:
-    """The per-layer numbers (head means): discrepancy and entropy, then pattern masses."""
-    summary = layer_summary(metrics)["layers"]
+    """The per-layer numbers (head means ± segment-clustered SE): discrepancy and entropy, then pattern
+    masses, then the lift and which patterns persist (also by the 95% interval test)."""
+    summary = layer_summary(metrics)
+    rows_, errs = summary["layers"], summary["stderr"]
     with_attr = metrics.has_attribution
     cols = ["att_entropy"]
     if with_attr:
         cols += ["attr_entropy", "js", "tv", "top1", "spearman", "self", "self_top1"]
-    parts = ["<h3>Per layer (head means)</h3>",
-             table_html(["layer"] + cols, [[layer] + [row[c] for c in cols] for layer, row in enumerate(summary)])]
+    note = " ± segment-clustered standard error" if metrics.has_stderr else ""
+    parts = [f"<h3>Per layer (head means{note})</h3>",
+             table_html(["layer"] + cols, [[layer] + [plus_minus(r[c], e[c]) for c in cols]
+                                           for layer, (r, e) in enumerate(zip(rows_, errs, strict=True))])]
     blocks = ["att", "attr", "uniform"] if with_attr else ["att", "uniform"]
     header = ["layer"] + [f"{p} {b}" for p in PATTERNS for b in blocks]
-    rows = [[layer] + [row[f"{b}_{p}"] for p in PATTERNS for b in blocks] for layer, row in enumerate(summary)]
-    parts += ["<h3>Pattern mass per layer (head means: attention, attribution, uniform baseline)</h3>",
+    rows = [[layer] + [plus_minus(r[f"{b}_{p}"], e[f"{b}_{p}"]) for p in PATTERNS for b in blocks]
+            for layer, (r, e) in enumerate(zip(rows_, errs, strict=True))]
+    parts += [f"<h3>Pattern mass per layer (head means{note}: attention, attribution, uniform baseline)</h3>",
               table_html(header, rows)]
     if metrics.persistence is not None:
         pers = metrics.persistence
         L = metrics.layers
-        rows = [[p] + list(pers["lift"][p]) + ["yes" if pers["persists"][p] else "no"] for p in PATTERNS]
-        parts += [f"<h3>Attribution lift (persists when &ge; {pers['kappa']} in every layer)</h3>",
-                  table_html(["pattern"] + [f"L{layer}" for layer in range(L)] + ["persists"], rows)]
+        with_ci = "persists_ci" in pers
+        rows = []
+        for p in PATTERNS:
+            se = pers.get("lift_stderr", {}).get(p) or [None] * L
+            row = [p] + [plus_minus(v, s, digits=2) for v, s in zip(pers["lift"][p], se, strict=True)]
+            row.append("yes" if pers["persists"][p] else "no")
+            if with_ci:
+                row.append("yes" if pers["persists_ci"][p] else "no")
+            rows.append(row)
+        header = ["pattern"] + [f"L{layer}" for layer in range(L)] + ["persists"] + (["persists (95% CI)"]
+                                                                                     if with_ci else [])
+        parts += [f"<h3>Attribution lift (persists when &ge; {pers['kappa']} in every layer"
+                  + ("; by the 95% CI when the lower end of the interval is" if with_ci else "") + ")</h3>",
+                  table_html(header, rows)]
     return "\n".join(parts)
 
 

@@ -6,6 +6,8 @@
 >>> run.config.model.name                          # the composed Hydra config
 >>> for seg in run.segments():                     # lazily, one shard open at a time
 ...     seg.index, seg.tokens, seg.attention.shape   # (L, H, n, n) torch tensors
+>>> stats = run.segment_stats()                    # every segment's sums and counts per table
+>>> stats.sums["discrepancy/js"].shape             # (K, L, H)
 
 ``tokens`` are strings from the run's tokenizer when it can be loaded offline, else the ids.
 """
@@ -24,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bertstory.errors import BertstoryError
 from bertstory.results.run_metrics import RunMetrics
-from bertstory.results.shards import iter_maps, saved_indices
+from bertstory.results.shards import SegmentStats, iter_maps, read_segment_stats, saved_indices
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,11 @@ class Results:
                 wanted.discard(k)
                 if not wanted:
                     return
+
+    def segment_stats(self) -> SegmentStats:
+        """Every segment's sums ``s_k`` and counts ``n_k`` per LxH table (all segments, not only those whose
+        maps were kept), sorted by dataset index."""
+        return read_segment_stats(self.run_dir)
 
     def tokens(self, input_ids: torch.Tensor) -> list:
         """Token strings of ``input_ids`` with the run's tokenizer, or the ids when it cannot be loaded."""

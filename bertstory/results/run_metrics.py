@@ -4,6 +4,8 @@
 >>> m.layers, m.heads, m.has_attribution
 >>> m.table("discrepancy/js")[5][3]          # LxH tables by flat name
 >>> m.layer_means("attention/patterns/cls")  # head means per layer
+>>> m.stderr("discrepancy/js")               # segment-clustered SEs (None for files made before them)
+>>> m.layer_stderr("discrepancy/js")         # SEs of the head means per layer
 
 Every other module reads and writes metrics.json through this class; none indexes the raw dict.
 An LxH table is ``[layer][head]`` nested lists of floats, None where a mean had nothing to average.
@@ -169,3 +171,26 @@ class RunMetrics:
     def layer_means(self, name: str) -> list[float | None]:
         """Head means per layer of one table."""
         return layer_mean(self.table(name))
+
+    # ------------------------------------------------------------------ standard errors (added to schema 1)
+
+    @property
+    def has_stderr(self) -> bool:
+        """Whether the file has the ``stderr`` block (files written before it have not)."""
+        return "stderr" in self.raw
+
+    def stderr(self, name: str) -> Table | None:
+        """The segment-clustered SEs of one LxH table, or None (an older file, or a table without SEs)."""
+        return self._walk(("stderr", *name.split("/")))
+
+    def layer_stderr(self, name: str) -> list[float | None] | None:
+        """The SEs of one table's head means per layer, or None."""
+        return self._walk(("stderr", "layer_means", *name.split("/")))
+
+    def _walk(self, parts: tuple[str, ...]) -> Any:
+        node: Any = self.raw
+        for part in parts:
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node

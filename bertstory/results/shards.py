@@ -8,7 +8,11 @@ maps: it records the batch's progress for ``resume=true`` in keys that start wit
 
 - ``__done__`` int64 (B,): the dataset indices of every segment of the batch;
 - ``__metric__.{metric}.{state}`` float64: the batch's *delta* metric state, i.e. the states of
-  a fresh :class:`~bertstory.stats.collection.AnalysisMetrics` updated on that batch alone.
+  a fresh :class:`~bertstory.stats.collection.AnalysisMetrics` updated on that batch alone;
+- ``__segment__.{table}`` float32 (B,L,H): each segment's sum ``s_k`` over its queries of every
+  LxH table of metrics.json (``attention/patterns/cls``, ..., ``discrepancy/spearman``), and its
+  counts ``__segment__.queries`` (B,) and ``__segment__.spearman_queries`` (B,L,H), rows in
+  ``__done__``'s order: the per-segment statistics (:func:`read_segment_stats`).
 
 Metric states are sums, so the state after any set of batches is the sum of their deltas. A shard
 is written to a temporary name and renamed, so it exists if and only if its batch is finished.
@@ -27,9 +31,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from bertstory.errors import BertstoryError
+from bertstory.stats.collection import table_count
 
 DONE = "__done__"
 METRIC = "__metric__."
+SEGMENT = "__segment__."
 SHARD_NAME = re.compile(r"rank(\d+)-batch(\d+)\.safetensors")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -80,6 +86,8 @@ def progress_tensors(prediction: dict) -> dict[str, torch.Tensor]:
     tensors = {DONE: prediction["done"].to(torch.int64).cpu().contiguous()}
     for name, value in prediction.get("metric_state", {}).items():
         tensors[METRIC + name] = value.detach().to(torch.float64).cpu().contiguous()
+    for name, value in prediction.get("segment_stats", {}).items():
+        tensors[SEGMENT + name] = value.detach().to(torch.float32).cpu().contiguous()
     return tensors
 
 
@@ -169,3 +177,56 @@ def read_shard_progress(path: Path, state: dict[str, torch.Tensor]) -> list[int]
     except Exception as e:  # a damaged file: safetensors raises its own error types
         raise BertstoryError(f"cannot read shard {path} ({e}): move it away and resume again "
                              "(its segments will be analysed again)") from e
+
+
+# --------------------------------------------------------------------------- reading per-segment statistics
+
+
+@dataclass
+class SegmentStats:
+    """Every segment's sums and counts, sorted by dataset index: ``indices`` (K,) int64; ``sums``
+    ``{table: (K,L,H)}`` (``s_k``, float32 as stored); ``counts`` ``{"queries": (K,), "spearman_queries":
+    (K,L,H)}``. A table's corpus mean is ``sums[t].sum(0) / count(t).sum(0)``."""
+
+    indices: torch.Tensor
+    sums: dict[str, torch.Tensor]
+    counts: dict[str, torch.Tensor]
+
+    def count(self, table: str) -> torch.Tensor:
+        """The counts ``n_k`` the table is a mean over, as (K,L,H)."""
+        n = self.counts[table_count(table)]
+        return n[:, None, None].expand_as(self.sums[table]) if n.ndim == 1 else n
+
+
+def has_segment_stats(run_dir: str | os.PathLike) -> bool:
+    """Whether the run's shards keep per-segment statistics (reads one shard header)."""
+    paths = shard_paths(run_dir)
+    if not paths:
+        return False
+    with safe_open(str(paths[0]), framework="pt") as f:
+        return any(k.startswith(SEGMENT) for k in f.keys())
+
+
+def read_segment_stats(run_dir: str | os.PathLike) -> SegmentStats:
+    """Gather the per-segment statistics of every shard of ``run_dir`` (raises BertstoryError when a
+    shard has none: a run made before they were kept)."""
+    indices: list[torch.Tensor] = []
+    parts: dict[str, list[torch.Tensor]] = {}
+    paths = shard_paths(run_dir)
+    if not paths:
+        raise BertstoryError(f"{run_dir} holds no shards (maps/rank*-batch*.safetensors): give the directory of a "
+                             "finished analysis run")
+    for path in paths:
+        with safe_open(str(path), framework="pt") as f:
+            keys = [k for k in f.keys() if k.startswith(SEGMENT)]
+            if not keys:
+                raise BertstoryError(f"{path} has no per-segment statistics (made by an older bertstory): rerun the "
+                                     "analysis to get standard errors and paired comparisons")
+            indices.append(f.get_tensor(DONE))
+            for key in keys:
+                parts.setdefault(key[len(SEGMENT):], []).append(f.get_tensor(key))
+    index = torch.cat(indices)
+    order = index.argsort()
+    values = {name: torch.cat(chunks)[order] for name, chunks in parts.items()}
+    counts = {name: values.pop(name) for name in ("queries", "spearman_queries") if name in values}
+    return SegmentStats(indices=index[order], sums=values, counts=counts)

@@ -1,5 +1,6 @@
 """Sweeps (Hydra multirun): one row per run in ``summary.csv`` and the per-layer discrepancy of all runs
-in ``summary.png``, written into the multirun folder when the sweep ends.
+in ``summary.png``, written into the multirun folder when the sweep ends. Each per-layer column
+``<stat>_L<l>`` has its segment-clustered standard error in ``<stat>_se_L<l>`` (runs with SEs).
 
 ``conf/analyze.yaml`` registers :class:`SweepSummary` as a Hydra callback. To summarise a sweep folder
 again by hand: ``python -m bertstory.sweep MULTIRUN_DIR``.
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bertstory.results.run_metrics import RunMetrics
 from bertstory.results.summary import layer_summary
+from bertstory.stats.clustered import Z95
 from bertstory.stats.patterns import PATTERNS
 
 log = logging.getLogger(__name__)
@@ -72,14 +74,16 @@ def summary_row(job_dir: Path) -> dict[str, Any]:
                heads=metrics.heads, segments=metrics.data["segments"], tokens=metrics.data["tokens"])
     summary = layer_summary(metrics)
     for name in layer_columns(summary):
-        for layer, values in enumerate(summary["layers"]):
+        for layer, (values, errors) in enumerate(zip(summary["layers"], summary["stderr"], strict=True)):
             row[f"{name}_L{layer}"] = values[name]
+            if metrics.has_stderr:
+                row[f"{name}_se_L{layer}"] = errors[name]
     return row
 
 
 def is_layer_column(column: str) -> bool:
     """Whether a summary column is a per-layer statistic (``js_L0``, ``att_cls_L3``, ...)."""
-    return re.fullmatch(r"(js|attr?_[a-z]+)_L\d+", column) is not None
+    return re.fullmatch(r"(js|attr?_[a-z]+)(_se)?_L\d+", column) is not None
 
 
 def override_keys(rows: list[dict[str, Any]]) -> list[str]:
@@ -135,7 +139,12 @@ def plot_summary(rows: list[dict[str, Any]], path: Path) -> None:
         values = [row.get(f"js_L{layer}") for layer in range(layers)]
         if not values or any(v is None for v in values):
             continue
-        ax.plot(range(layers), values, marker="o", label=label)
+        line = ax.plot(range(layers), values, marker="o", label=label)[0]
+        errors = [row.get(f"js_se_L{layer}") for layer in range(layers)]
+        if all(e is not None for e in errors):
+            ax.fill_between(range(layers), [v - Z95 * e for v, e in zip(values, errors, strict=True)],
+                            [v + Z95 * e for v, e in zip(values, errors, strict=True)], color=line.get_color(),
+                            alpha=0.2, linewidth=0)
         plotted += 1
     ax.set_xlabel("layer")
     ax.set_ylabel("attention vs attribution, mean JS (bits)")

@@ -15,7 +15,7 @@ from torch import Tensor
 from bertstory.attribution import Attribution
 from bertstory.errors import BertstoryError
 from bertstory.models import Encoder, attention_maps
-from bertstory.stats.collection import AnalysisMetrics, merge_metric_state, metric_state
+from bertstory.stats.collection import AnalysisMetrics, merge_metric_state, segment_deltas
 from bertstory.stats.patterns import pattern_masks, punct_vocab_mask
 
 
@@ -27,10 +27,12 @@ class AnalysisModule(L.LightningModule):
     None for ``attribution=none``) restricted to the segments whose maps are kept
     (dataset index < ``keep_maps``), so nothing else is held after the step; and the batch's
     progress for ``resume=true`` (:mod:`bertstory.results.shards`): ``done`` (the dataset indices of the
-    whole batch) and ``metric_state``, the batch's delta of the metric states (zero-row count included).
+    whole batch) and ``metric_state``, the batch's delta of the metric states (zero-row count included);
+    and ``segment_stats``, each segment's sums and counts per table (float32, in ``done``'s order).
 
-    The batch is first added to ``batch_metrics`` (reset each step), whose states are then added
-    to the running ``metrics``: the same float64 sums as updating ``metrics`` directly.
+    Each segment is added to ``batch_metrics`` alone (reset before each), whose states are then
+    summed into the batch's delta and added to the running ``metrics``: the same float64 sums as
+    updating ``metrics`` directly, and each segment's own sums for the per-segment statistics.
     """
 
     def __init__(self, encoder: Encoder, method: Attribution, tau: float = 0.5, kappa: float = 2.0,
@@ -59,9 +61,7 @@ class AnalysisModule(L.LightningModule):
         if attribution is not None:
             check_finite(attribution, batch["index"], "attribution")
         masks = pattern_masks(ids, mask, self.cls_id, self.sep_id, self.punct_vocab)
-        self.batch_metrics.reset()
-        self.batch_metrics.update(attention, attribution, mask, masks, result.zero_rows)
-        delta = metric_state(self.batch_metrics)
+        delta, records = segment_deltas(self.batch_metrics, attention, attribution, mask, masks, result.zero_rows)
         merge_metric_state(self.metrics, delta)
         keep = torch.ones_like(batch["index"], dtype=torch.bool)
         if self.keep_maps is not None:
@@ -74,6 +74,7 @@ class AnalysisModule(L.LightningModule):
             "attribution": None if attribution is None else attribution[keep],
             "done": batch["index"],
             "metric_state": delta,
+            "segment_stats": records,
         }
 
 

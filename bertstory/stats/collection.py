@@ -1,9 +1,11 @@
 """All statistics of one analysis run as one module of torchmetrics Metrics, and their states as plain dicts.
 
 :class:`AnalysisMetrics` updates every statistic of DESIGN.md from a batch and assembles the
-``attention``, ``attribution``, ``uniform``, ``discrepancy`` and ``persistence`` blocks of
-metrics.json. :func:`metric_state` and :func:`merge_metric_state` move the sum states in and out,
+``attention``, ``attribution``, ``uniform``, ``discrepancy``, ``persistence`` and ``stderr`` blocks
+of metrics.json. :func:`metric_state` and :func:`merge_metric_state` move the sum states in and out,
 which is how a batch's delta is saved for ``resume=true`` and added to the running sums.
+:func:`segment_record` reads one segment's sums ``s_k`` per table (and its counts ``n_k``) from a
+metrics object updated with that segment alone: the per-segment statistics kept in the shards.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torchmetrics import Metric
 
 from bertstory.compat import count_merged_update
 from bertstory.errors import BertstoryError
+from bertstory.stats.clustered import Z95
 from bertstory.stats.metrics import (
     DISCREPANCIES,
     Discrepancy,
@@ -26,7 +29,37 @@ from bertstory.stats.metrics import (
     UniformMass,
     ZeroRows,
 )
-from bertstory.stats.persistence import finite_or_none, persistence
+from bertstory.stats.patterns import PATTERNS
+from bertstory.stats.persistence import finite_or_none, lift_stderr, persistence
+
+# metrics.json's LxH tables (flat names, as bertstory.results.RunMetrics.tables names them) -> (child, sum state)
+TABLES: dict[str, tuple[str, str]] = {
+    **{f"attention/patterns/{p}": ("attention_patterns", f"mass_{p}") for p in PATTERNS},
+    "attention/entropy": ("attention_entropy", "entropy"),
+    **{f"attribution/patterns/{p}": ("attribution_patterns", f"mass_{p}") for p in PATTERNS},
+    "attribution/entropy": ("attribution_entropy", "entropy"),
+    "attribution/self": ("attribution_self", "self_mass"),
+    "attribution/self_top1": ("attribution_self", "self_top1"),
+    **{f"uniform/patterns/{p}": ("uniform_patterns", f"uniform_{p}") for p in PATTERNS},
+    **{f"discrepancy/{k}": ("discrepancy", k) for k in DISCREPANCIES},
+}
+# the query counts n_k the tables are means over: every table but spearman divides by ``queries``
+COUNTS: dict[str, tuple[str, str]] = {"queries": ("uniform_patterns", "queries"),
+                                      "spearman_queries": ("discrepancy", "spearman_queries")}
+STDERR_BLOCKS = ("attention", "attribution", "discrepancy")
+
+
+def table_count(name: str) -> str:
+    """The count (a key of :data:`COUNTS`) that the table ``name`` is a mean over."""
+    return "spearman_queries" if name == "discrepancy/spearman" else "queries"
+
+
+def put(tree: dict, name: str, value: Any) -> None:
+    """Set ``tree["a"]["b"]["c"] = value`` for ``name = "a/b/c"``, creating the dicts on the way."""
+    *parents, last = name.split("/")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[last] = value
 
 
 def nested(values: Tensor) -> list[list[float | None]]:
@@ -42,6 +75,7 @@ class AnalysisMetrics(torch.nn.Module):
 
     def __init__(self, layers: int, heads: int, with_attribution: bool, tau: float = 0.5, kappa: float = 2.0) -> None:
         super().__init__()
+        self.heads = heads
         self.with_attribution = with_attribution
         self.tau = tau
         self.kappa = kappa
@@ -49,7 +83,7 @@ class AnalysisMetrics(torch.nn.Module):
         self.attention_entropy = RowEntropy(layers, heads)
         self.uniform_patterns = UniformMass(layers, heads)
         if with_attribution:
-            self.attribution_patterns = PatternMass(layers, heads)
+            self.attribution_patterns = PatternMass(layers, heads, lift=True)
             self.attribution_entropy = RowEntropy(layers, heads)
             self.attribution_self = SelfAttribution(layers, heads)
             self.discrepancy = Discrepancy(layers, heads)
@@ -127,13 +161,83 @@ class AnalysisMetrics(torch.nn.Module):
         if self.with_attribution:
             blocks["discrepancy"] = {k: nested(discrepancy[k]) for k in DISCREPANCIES}
             blocks["persistence"] = persistence(att_patterns, attr_patterns, uniform, self.tau, self.kappa)
+            lift_se = lift_stderr(synced_states(self.attribution_patterns), synced_states(self.uniform_patterns),
+                                  self.heads)
+            blocks["persistence"].update(ci_persistence(blocks["persistence"], lift_se))
+        blocks["stderr"] = self.stderr_block()
         return blocks
+
+    def stderr_block(self) -> dict[str, Any]:
+        """The ``stderr`` block: the segment-clustered SE of every table of ``attention``, ``attribution``
+        and ``discrepancy`` (same layout), and under ``layer_means`` the SE of each table's head mean per
+        layer (``[L]``). A collective call under DDP."""
+        errors = {name: child.standard_errors() for name, child in self.named_children()
+                  if isinstance(child, Metric) and hasattr(child, "standard_errors")}
+        block: dict[str, Any] = {}
+        layers: dict[str, Any] = {}
+        for table, (child, state) in TABLES.items():
+            if table.split("/")[0] in STDERR_BLOCKS and child in errors:
+                head_se, layer_se = errors[child][state]
+                put(block, table, nested(head_se))
+                put(layers, table, [finite_or_none(v) for v in layer_se.tolist()])
+        return {**block, "layer_means": layers}
 
     def reset(self) -> None:
         """Reset every child Metric."""
         for child in self.children():
             if isinstance(child, Metric):
                 child.reset()
+
+
+def synced_states(metric: Metric) -> dict[str, Tensor]:
+    """A copy of ``metric``'s states summed over processes (a collective call under DDP)."""
+    with metric.sync_context():
+        return {k: v.detach().clone() for k, v in metric.metric_state.items()}
+
+
+def ci_persistence(block: Mapping[str, Any], lift_se: Mapping[str, list[float | None]]) -> dict[str, Any]:
+    """``lift_stderr`` ``{p: [L]}`` and ``persists_ci`` ``{p: bool}``: true when the lower end of the 95%
+    interval, ``lift[p][l] - Z95 * lift_stderr[p][l]``, is at least kappa in every layer."""
+    kappa = block["kappa"]
+    ok = {p: all(v is not None and s is not None and v - Z95 * s >= kappa
+                 for v, s in zip(block["lift"][p], lift_se[p], strict=True)) for p in block["lift"]}
+    return {"lift_stderr": dict(lift_se), "persists_ci": ok}
+
+
+def segment_record(metrics: AnalysisMetrics) -> dict[str, Tensor]:
+    """One segment's sums ``s_k`` (L,H) per table and its counts (``queries`` scalar, ``spearman_queries``
+    (L,H)), read from ``metrics`` updated with that segment alone; float64."""
+    children = dict(metrics.named_children())
+    out = {table: getattr(children[child], state).clone() for table, (child, state) in TABLES.items()
+           if child in children}
+    out.update({count: getattr(children[child], state).clone() for count, (child, state) in COUNTS.items()
+                if child in children})
+    return out
+
+
+def segment_deltas(scratch: AnalysisMetrics, attention: Tensor, attribution: Tensor | None, attention_mask: Tensor,
+                   masks: Mapping[str, Tensor], zero_rows: int = 0) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """A batch's delta metric state and its per-segment records, one segment at a time.
+
+    ``scratch`` is reset and updated with each segment alone (padding cut off); the delta is the sum of
+    those states (the batch's ``zero_rows`` added once), the records are each segment's
+    :func:`segment_record` stacked: ``{table: (B,L,H)}``, ``queries`` (B,), ``spearman_queries`` (B,L,H),
+    float32. Inputs as for :meth:`AnalysisMetrics.update`.
+    """
+    delta: dict[str, Tensor] = {}
+    records: dict[str, list[Tensor]] = {}
+    for b, n in enumerate(attention_mask.sum(dim=-1).tolist()):
+        scratch.reset()
+        scratch.update(attention[b : b + 1, :, :, :n, :n],
+                       None if attribution is None else attribution[b : b + 1, :, :, :n, :n],
+                       attention_mask[b : b + 1, :n], {p: m[b : b + 1, :n, :n] for p, m in masks.items()})
+        for key, value in metric_state(scratch).items():
+            delta[key] = delta[key] + value if key in delta else value.clone()
+        for key, value in segment_record(scratch).items():
+            records.setdefault(key, []).append(value.to(torch.float32))
+    if "zero_rows.rows" in delta:
+        delta["zero_rows.rows"] += zero_rows
+    return delta, {key: torch.stack(values) for key, values in records.items()}
 
 
 def metric_state(metrics: torch.nn.Module) -> dict[str, Tensor]:

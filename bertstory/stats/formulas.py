@@ -33,11 +33,6 @@ def segment_lengths(attention_mask: Tensor) -> Tensor:
     return attention_mask.to(torch.float64).sum(dim=-1)
 
 
-def count_queries(attention_mask: Tensor) -> Tensor:
-    """The number of non-padding queries in the batch, ``sum_b n_b``: float64 scalar."""
-    return attention_mask.to(torch.float64).sum()
-
-
 def clean_rows(dist: Tensor, attention_mask: Tensor) -> Tensor:
     """``D`` detached as float64 (B,L,H,n,n), zero wherever query ``i`` or key ``j`` is padding."""
     valid = attention_mask.bool()
@@ -46,19 +41,21 @@ def clean_rows(dist: Tensor, attention_mask: Tensor) -> Tensor:
 
 
 def sum_over_queries(values: Tensor, weights: Tensor) -> Tensor:
-    """``sum_{b,i} w_bi * v_bi`` per (layer, head): (L,H) from values (B,L,H,n), weights (B,1|L,1|H,n)."""
-    return (values * weights).sum(dim=(0, 3))
+    """``s_b = sum_i w_bi * v_bi``, each segment's sum per (layer, head): (B,L,H) from values (B,L,H,n),
+    weights (B,1|L,1|H,n)."""
+    return (values * weights).sum(dim=3)
 
 
 # --------------------------------------------------------------------------- per-query formulas
 
 
 def pattern_mass_total(dist: Tensor, mask: Tensor) -> Tensor:
-    """``sum_{b,i} M_p(i)`` with ``M_p(i) = sum_{j in p(i)} D_ij``: (L,H) from D (B,L,H,n,n), mask (B,n,n).
+    """``sum_i M_p(i)`` per segment, with ``M_p(i) = sum_{j in p(i)} D_ij``: (B,L,H) from D (B,L,H,n,n),
+    mask (B,n,n).
 
     ``mask`` is False at padding queries, so only non-padding queries contribute.
     """
-    return torch.einsum("blhij,bij->lh", dist, mask.to(dist.dtype))
+    return torch.einsum("blhij,bij->blh", dist, mask.to(dist.dtype))
 
 
 def uniform_mass(mask: Tensor, attention_mask: Tensor) -> Tensor:

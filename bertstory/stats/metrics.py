@@ -11,6 +11,14 @@ Every statistic ``s`` is a token-weighted mean over every non-padding query of e
 ``mean = sum_{b,i} s(b,i) / #queries``. States are float64 sums of shape (L,H) plus a float64
 query count, all reduced with ``dist_reduce_fx="sum"``, so the result does not depend (beyond
 round-off) on batch size, segment order or the number of processes. Padding queries never count.
+
+For the segment-clustered standard errors (:mod:`bertstory.stats.clustered`) every mean ``name``
+also keeps, over the segments k with sums ``s_k`` (L,H) and counts ``n_k``: ``{name}_sq`` =
+``sum_k s_k^2`` and ``{name}_x_n`` = ``sum_k s_k n_k`` (L,H); for the layer means, with
+``t_k = sum_h s_k`` and ``m_k = sum_h n_k``: ``{name}_layer_sq`` = ``sum_k t_k^2`` and
+``{name}_layer_x_n`` = ``sum_k t_k m_k`` (L,). A count ``c`` keeps ``c``, ``c_sq`` = ``sum_k n_k^2``,
+and ``c_layer_sq`` = ``sum_k m_k^2``; ``segments`` counts the segments K (all of them: a segment
+without a query for a head contributes ``s_k = n_k = 0``). All are sums too.
 """
 
 from __future__ import annotations
@@ -22,9 +30,9 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from bertstory.stats.clustered import ratio_stderr
 from bertstory.stats.formulas import (
     clean_rows,
-    count_queries,
     entropy_bits,
     js_bits,
     key_mask,
@@ -41,10 +49,12 @@ from bertstory.stats.patterns import PATTERNS
 
 SPEARMAN_MIN_TOKENS = 3
 DISCREPANCIES: tuple[str, ...] = ("js", "tv", "top1", "spearman")
+COUNT = "queries"
 
 
 class _QueryMean(Metric):
-    """Base: float64 (L,H) sum states and a float64 count of non-padding queries (``queries``)."""
+    """Base: float64 (L,H) sum states of per-segment sums, with the sums the standard errors need, and
+    the float64 count of non-padding queries (``queries``). ``means`` maps each mean's sum state to its count."""
 
     full_state_update = False
     is_differentiable = False
@@ -54,10 +64,72 @@ class _QueryMean(Metric):
         super().__init__(**kwargs)
         self.layers = layers
         self.heads = heads
-        self.add_state("queries", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.means: dict[str, str] = {}
+        self._add_state("segments", ())
+        self._add_count(COUNT, per_head=False)
+
+    def _add_state(self, name: str, shape: tuple[int, ...]) -> None:
+        self.add_state(name, torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
 
     def _add_sum(self, name: str) -> None:
-        self.add_state(name, torch.zeros(self.layers, self.heads, dtype=torch.float64), dist_reduce_fx="sum")
+        self._add_state(name, (self.layers, self.heads))
+
+    def _add_count(self, name: str, per_head: bool) -> None:
+        """A query count: per head (L,H) or one per segment (scalar), with its clustering sums."""
+        self._add_state(name, (self.layers, self.heads) if per_head else ())
+        self._add_state(f"{name}_sq", (self.layers, self.heads) if per_head else ())
+        self._add_state(f"{name}_layer_sq", (self.layers,) if per_head else ())
+
+    def _add_mean(self, name: str, count: str = COUNT) -> None:
+        """A mean: the sum state ``name`` over the count ``count``, with its clustering sums."""
+        for suffix in ("", "_sq", "_x_n"):
+            self._add_sum(name + suffix)
+        for suffix in ("_layer_sq", "_layer_x_n"):
+            self._add_state(name + suffix, (self.layers,))
+        self.means[name] = count
+
+    def _add_segments(self, sums: Mapping[str, Tensor], counts: Mapping[str, Tensor]) -> None:
+        """Add a batch of segments: per-segment sums ``s_k`` (B,L,H) of each mean and per-segment counts
+        ``n_k``, (B,) or per head (B,L,H), of each count."""
+        per_head = {}
+        self.segments += len(counts[COUNT])
+        for name, n in counts.items():
+            n = n.to(torch.float64)
+            per_head[name] = n[:, None, None].expand(-1, self.layers, self.heads) if n.ndim == 1 else n
+            layer = per_head[name].sum(dim=2)  # m_k (B,L)
+            getattr(self, name).add_(n.sum(0))
+            getattr(self, f"{name}_sq").add_(n.square().sum(0))
+            getattr(self, f"{name}_layer_sq").add_(layer.square().sum(0) if n.ndim > 1 else layer[:, 0].square().sum())
+        for name, s in sums.items():
+            n = per_head[self.means[name]]
+            layer, layer_n = s.sum(dim=2), n.sum(dim=2)
+            getattr(self, name).add_(s.sum(0))
+            getattr(self, f"{name}_sq").add_(s.square().sum(0))
+            getattr(self, f"{name}_x_n").add_((s * n).sum(0))
+            getattr(self, f"{name}_layer_sq").add_(layer.square().sum(0))
+            getattr(self, f"{name}_layer_x_n").add_((layer * layer_n).sum(0))
+
+    def standard_errors(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """``{mean: (SE per head (L,H), SE of the layer means (L,))}``, segment-clustered
+        (:func:`~bertstory.stats.clustered.ratio_stderr`); a collective call under DDP.
+
+        A layer mean is ``sum_k t_k / sum_k m_k``: for a count shared by the heads the mean of the
+        head means; for per-head counts (``spearman``) the pooled mean, whose SE stands for that
+        of the mean of the head means.
+        """
+        out = {}
+        with self.sync_context():
+            for name, count in self.means.items():
+                n = getattr(self, count)
+                per_head = n.ndim > 0
+                head_se = ratio_stderr(getattr(self, name), n, getattr(self, f"{name}_sq"),
+                                       getattr(self, f"{name}_x_n"), getattr(self, f"{count}_sq"), self.segments)
+                layer_n = n.sum(dim=1) if per_head else n * self.heads
+                layer_se = ratio_stderr(getattr(self, name).sum(dim=1), layer_n, getattr(self, f"{name}_layer_sq"),
+                                        getattr(self, f"{name}_layer_x_n"), getattr(self, f"{count}_layer_sq"),
+                                        self.segments)
+                out[name] = (head_se, layer_se)
+        return out
 
     def _check(self, dist: Tensor) -> None:
         if dist.ndim != 5 or tuple(dist.shape[1:3]) != (self.layers, self.heads):
@@ -65,20 +137,32 @@ class _QueryMean(Metric):
 
 
 class PatternMass(_QueryMean):
-    """Mean pattern mass ``M_p(i) = sum_{j in p(i)} D_ij`` per pattern: compute() -> {p: (L,H)}."""
+    """Mean pattern mass ``M_p(i) = sum_{j in p(i)} D_ij`` per pattern: compute() -> {p: (L,H)}.
 
-    def __init__(self, layers: int, heads: int, patterns: tuple[str, ...] = PATTERNS, **kwargs: Any) -> None:
+    With ``lift=True`` (attribution) it also keeps ``mass_{p}_layer_x_uniform`` = ``sum_k t_k u_k``
+    (L,), ``t_k`` the segment's sum over heads and ``u_k = sum_i U_p(i)`` its uniform-baseline sum,
+    for the standard error of the lift (:func:`bertstory.stats.persistence.lift_stderr`).
+    """
+
+    def __init__(self, layers: int, heads: int, patterns: tuple[str, ...] = PATTERNS, lift: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(layers, heads, **kwargs)
         self.patterns = patterns
+        self.lift = lift
         for p in patterns:
-            self._add_sum(f"mass_{p}")
+            self._add_mean(f"mass_{p}")
+            if lift:
+                self._add_state(f"mass_{p}_layer_x_uniform", (layers,))
 
     def update(self, dist: Tensor, attention_mask: Tensor, masks: Mapping[str, Tensor]) -> None:
         self._check(dist)
         rows = clean_rows(dist, attention_mask)
-        for p in self.patterns:
-            getattr(self, f"mass_{p}").add_(pattern_mass_total(rows, masks[p]))
-        self.queries += count_queries(attention_mask)
+        sums = {f"mass_{p}": pattern_mass_total(rows, masks[p]) for p in self.patterns}
+        self._add_segments(sums, {COUNT: segment_lengths(attention_mask)})
+        if self.lift:
+            for p in self.patterns:
+                u = uniform_mass(masks[p], attention_mask).sum(dim=-1)  # (B,)
+                getattr(self, f"mass_{p}_layer_x_uniform").add_((sums[f"mass_{p}"].sum(dim=2) * u[:, None]).sum(0))
 
     def compute(self) -> dict[str, Tensor]:
         return {p: getattr(self, f"mass_{p}") / self.queries for p in self.patterns}
@@ -91,12 +175,13 @@ class UniformMass(_QueryMean):
         super().__init__(layers, heads, **kwargs)
         self.patterns = patterns
         for p in patterns:
-            self._add_sum(f"uniform_{p}")
+            self._add_mean(f"uniform_{p}")
 
     def update(self, attention_mask: Tensor, masks: Mapping[str, Tensor]) -> None:
-        for p in self.patterns:
-            getattr(self, f"uniform_{p}").add_(uniform_mass(masks[p], attention_mask).sum())
-        self.queries += count_queries(attention_mask)
+        shape = (-1, self.layers, self.heads)
+        sums = {f"uniform_{p}": uniform_mass(masks[p], attention_mask).sum(dim=-1)[:, None, None].expand(shape)
+                for p in self.patterns}
+        self._add_segments(sums, {COUNT: segment_lengths(attention_mask)})
 
     def compute(self) -> dict[str, Tensor]:
         return {p: getattr(self, f"uniform_{p}") / self.queries for p in self.patterns}
@@ -107,13 +192,13 @@ class RowEntropy(_QueryMean):
 
     def __init__(self, layers: int, heads: int, **kwargs: Any) -> None:
         super().__init__(layers, heads, **kwargs)
-        self._add_sum("entropy")
+        self._add_mean("entropy")
 
     def update(self, dist: Tensor, attention_mask: Tensor) -> None:
         self._check(dist)
         rows = clean_rows(dist, attention_mask)
-        self.entropy += sum_over_queries(entropy_bits(rows), query_weights(attention_mask))
-        self.queries += count_queries(attention_mask)
+        self._add_segments({"entropy": sum_over_queries(entropy_bits(rows), query_weights(attention_mask))},
+                           {COUNT: segment_lengths(attention_mask)})
 
     def compute(self) -> Tensor:
         return self.entropy / self.queries
@@ -127,8 +212,8 @@ class SelfAttribution(_QueryMean):
 
     def __init__(self, layers: int, heads: int, **kwargs: Any) -> None:
         super().__init__(layers, heads, **kwargs)
-        self._add_sum("self_mass")
-        self._add_sum("self_top1")
+        self._add_mean("self_mass")
+        self._add_mean("self_top1")
 
     def update(self, dist: Tensor, attention_mask: Tensor) -> None:
         self._check(dist)
@@ -136,9 +221,9 @@ class SelfAttribution(_QueryMean):
         weights = query_weights(attention_mask)
         positions = torch.arange(rows.shape[-1], device=rows.device)
         is_self = masked_argmax(rows, key_mask(attention_mask)) == positions
-        self.self_mass += sum_over_queries(rows.diagonal(dim1=-2, dim2=-1), weights)
-        self.self_top1 += sum_over_queries(is_self.to(torch.float64), weights)
-        self.queries += count_queries(attention_mask)
+        self._add_segments({"self_mass": sum_over_queries(rows.diagonal(dim1=-2, dim2=-1), weights),
+                            "self_top1": sum_over_queries(is_self.to(torch.float64), weights)},
+                           {COUNT: segment_lengths(attention_mask)})
 
     def compute(self) -> dict[str, Tensor]:
         return {"self": self.self_mass / self.queries, "self_top1": self.self_top1 / self.queries}
@@ -154,8 +239,8 @@ class Discrepancy(_QueryMean):
       the queries of segments with ``n_b >= 3`` only.
 
     Undefined correlations: a query whose ``A_i`` or ``a_i`` is constant over its keys has no Spearman
-    correlation; it is left out of the ``spearman`` mean (its own count ``spearman_queries``) and
-    counted in ``spearman_undefined``. ``spearman`` is NaN for a head with no defined query.
+    correlation; it is left out of the ``spearman`` mean (its own per-head count ``spearman_queries``)
+    and counted in ``spearman_undefined``. ``spearman`` is NaN for a head with no defined query.
 
     compute() -> {"js", "tv", "top1", "spearman"} means, plus ``spearman_undefined`` (the count of
     left-out queries), each (L,H) float64.
@@ -163,8 +248,11 @@ class Discrepancy(_QueryMean):
 
     def __init__(self, layers: int, heads: int, **kwargs: Any) -> None:
         super().__init__(layers, heads, **kwargs)
-        for name in (*DISCREPANCIES, "spearman_queries", "spearman_undefined"):
-            self._add_sum(name)
+        self._add_count("spearman_queries", per_head=True)
+        for name in ("js", "tv", "top1"):
+            self._add_mean(name)
+        self._add_mean("spearman", count="spearman_queries")
+        self._add_sum("spearman_undefined")
 
     def update(self, attention: Tensor, attribution: Tensor, attention_mask: Tensor) -> None:
         self._check(attention)
@@ -174,18 +262,18 @@ class Discrepancy(_QueryMean):
         weights = query_weights(attention_mask)
         keys = key_mask(attention_mask)
         agree = masked_argmax(att, keys) == masked_argmax(attr, keys)
-        self.js += sum_over_queries(js_bits(att, attr), weights)
-        self.tv += sum_over_queries(total_variation(att, attr), weights)
-        self.top1 += sum_over_queries(agree.to(torch.float64), weights)
-        self.queries += count_queries(attention_mask)
-
         rho, defined = spearman_rows(att, attr, attention_mask)
         long_enough = (segment_lengths(attention_mask) >= SPEARMAN_MIN_TOKENS).to(torch.float64)
         eligible = weights * long_enough[:, None, None, None]
         counted = eligible * defined
-        self.spearman += sum_over_queries(rho, counted)
-        self.spearman_queries += sum_over_queries(torch.ones_like(rho), counted)
-        self.spearman_undefined += sum_over_queries(torch.ones_like(rho), eligible * ~defined)
+        sums = {"js": sum_over_queries(js_bits(att, attr), weights),
+                "tv": sum_over_queries(total_variation(att, attr), weights),
+                "top1": sum_over_queries(agree.to(torch.float64), weights),
+                "spearman": sum_over_queries(rho, counted)}
+        counts = {COUNT: segment_lengths(attention_mask),
+                  "spearman_queries": sum_over_queries(torch.ones_like(rho), counted)}
+        self._add_segments(sums, counts)
+        self.spearman_undefined += sum_over_queries(torch.ones_like(rho), eligible * ~defined).sum(0)
 
     def compute(self) -> dict[str, Tensor]:
         return {
@@ -195,7 +283,6 @@ class Discrepancy(_QueryMean):
             "spearman": self.spearman / self.spearman_queries,
             "spearman_undefined": self.spearman_undefined.clone(),
         }
-
 
 
 class ZeroRows(Metric):

@@ -108,15 +108,23 @@ def test_report_tables_hold_the_runs_numbers(exact_run):
     header = per_layer[0]
     js = head_layer_mean(m["discrepancy"]["js"])
     own = head_layer_mean(m["attribution"]["self"])
+    se = m["stderr"]["layer_means"]  # each head mean ± its segment-clustered standard error
     for layer in range(2):
         row = dict(zip(header, per_layer[1 + layer], strict=True))
-        assert row["js"] == f"{js[layer]:.3f}" and row["self"] == f"{own[layer]:.3f}"
+        assert row["js"] == f"{js[layer]:.3f} ± {se['discrepancy']['js'][layer]:.3f}"
+        assert row["self"] == f"{own[layer]:.3f} ± {se['attribution']['self'][layer]:.3f}"
     patterns = page.tables[2]
     for layer in range(2):
         row = dict(zip(patterns[0], patterns[1 + layer], strict=True))
-        for p in PATTERNS:
-            assert row[f"{p} att"] == f"{head_layer_mean(m['attention']['patterns'][p])[layer]:.3f}"
-            assert row[f"{p} attr"] == f"{head_layer_mean(m['attribution']['patterns'][p])[layer]:.3f}"
+        for p, b in ((p, b) for p in PATTERNS for b in ("attention", "attribution")):
+            mean = head_layer_mean(m[b]["patterns"][p])[layer]
+            assert row[f"{p} {b[:3] if b == 'attention' else 'attr'}"] == (
+                f"{mean:.3f} ± {se[b]['patterns'][p][layer]:.3f}")
+        assert row[f"{PATTERNS[0]} uniform"] == f"{head_layer_mean(m['uniform']['patterns'][PATTERNS[0]])[layer]:.3f}"
+    lift = page.tables[3]
+    assert lift[0][-2:] == ["persists", "persists (95% CI)"]
+    for p, row in zip(PATTERNS, lift[1:], strict=True):
+        assert row[-1] == ("yes" if m["persistence"]["persists_ci"][p] else "no")
     text = "".join(page.text)
     assert "report:" in text and "heads:" in text and "name_or_path: minilm" in text  # the config
 

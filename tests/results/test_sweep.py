@@ -38,6 +38,14 @@ def expected_columns(metrics: dict) -> dict[str, float | None]:
     for name, table in tables.items():
         for layer, value in enumerate(head_means(table)):
             out[f"{name}_L{layer}"] = value
+    if "stderr" in metrics:  # the segment-clustered SEs of the layer means, as metrics.json holds them
+        layer_se = metrics["stderr"]["layer_means"]
+        errors = {f"att_{p}": layer_se["attention"]["patterns"][p] for p in PATTERNS}
+        if "attribution" in metrics:
+            errors["js"] = layer_se["discrepancy"]["js"]
+            errors.update({f"attr_{p}": layer_se["attribution"]["patterns"][p] for p in PATTERNS})
+        for name, values in errors.items():
+            out.update({f"{name}_se_L{layer}": v for layer, v in enumerate(values)})
     return out
 
 

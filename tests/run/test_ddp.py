@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors import safe_open
 
 from bertstory.run.distributed import check_partition, quote_override_value
@@ -124,6 +125,29 @@ def test_each_rank_writes_its_shards_and_every_segment_once(one_and_two, method)
     for k in single:
         assert (single[k] == double[k]).all() if k.endswith("input_ids") else \
             (single[k] - double[k]).abs().max() <= 1e-6, k
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["exact", "sketch"])
+def test_two_processes_give_the_same_standard_errors_and_segment_stats(one_and_two, method):
+    """The stderr block is part of metrics.json (compared above to 1e-9); here it is checked to be there
+    and the per-segment statistics that both ranks wrote are compared with the one-process run's."""
+    from bertstory.results import load
+
+    _, one, two = one_and_two
+    a, b = load(one[method]), load(two[method])
+    assert a.metrics.has_stderr
+    torch.testing.assert_close(torch.tensor(a.metrics.stderr("discrepancy/js")),
+                               torch.tensor(b.metrics.stderr("discrepancy/js")), rtol=1e-9, atol=0)
+    for p, se in a.metrics.persistence["lift_stderr"].items():
+        assert se == pytest.approx(b.metrics.persistence["lift_stderr"][p], rel=1e-9), p
+    single, double = a.segment_stats(), b.segment_stats()
+    assert single.indices.tolist() == double.indices.tolist() == list(range(SEGMENTS))
+    assert single.sums.keys() == double.sums.keys() and len(single.sums) == 26
+    for name in single.sums:
+        torch.testing.assert_close(single.sums[name], double.sums[name], rtol=1e-6, atol=1e-6)
+    for name in single.counts:
+        assert torch.equal(single.counts[name], double.counts[name]), name
 
 
 @pytest.mark.slow

@@ -445,6 +445,23 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(resumed):
 
 
 @pytest.mark.slow
+def test_resumed_run_keeps_the_standard_errors_and_every_segments_stats(resumed):
+    """The stderr block is part of metrics.json (compared above); the per-segment statistics of the old
+    and the new shards together equal those of the uninterrupted run, for every segment."""
+    from bertstory.results import load
+
+    full, again = load(resumed["full"]), load(resumed["killed"])
+    assert again.metrics.has_stderr
+    torch.testing.assert_close(torch.tensor(again.metrics.stderr("attention/entropy")),
+                               torch.tensor(full.metrics.stderr("attention/entropy")), rtol=1e-12, atol=0)
+    a, b = full.segment_stats(), again.segment_stats()
+    assert a.indices.tolist() == b.indices.tolist() == list(range(SEGMENTS))
+    assert a.sums.keys() == b.sums.keys() and a.counts.keys() == b.counts.keys()
+    for name in a.sums:
+        torch.testing.assert_close(a.sums[name], b.sums[name], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
 def test_resumed_shards_hold_every_segment_once_and_the_kept_maps(resumed):
     from bertstory.results.shards import iter_maps
 

@@ -168,6 +168,7 @@ def reference(segments: list[Segment]) -> dict[str, Any]:
     means["spearman"] = sums["spearman_sum"] / sums["spearman_count"]
     means["spearman_undefined"] = sums["spearman_undefined"]
     means["queries"] = queries
+    means["sums"] = dict(sums)
     return means
 
 
@@ -432,7 +433,7 @@ def test_states_are_float64_sums() -> None:
         for name, reduce_fx in child._reductions.items():
             assert reduce_fx is dim_zero_sum, name
             assert getattr(child, name).dtype == torch.float64, name
-            assert getattr(child, name).shape in ((L, H), ()), name
+            assert getattr(child, name).shape in ((L, H), (L,), ()), name
 
 
 def test_merged_halves_equal_one_instance() -> None:
@@ -459,12 +460,14 @@ def test_compute_block_schema() -> None:
     rng = np.random.default_rng(7)
     segments = [random_segment(rng, n) for n in (4, 6)]
     block = run(segments).compute_block()
-    assert list(block) == ["attention", "attribution", "uniform", "discrepancy", "persistence"]
+    assert list(block) == ["attention", "attribution", "uniform", "discrepancy", "persistence", "stderr"]
     assert list(block["attention"]) == ["patterns", "entropy"]
     assert list(block["attribution"]) == ["patterns", "entropy", "self", "self_top1"]
     assert list(block["uniform"]) == ["patterns"]
     assert list(block["discrepancy"]) == ["js", "tv", "top1", "spearman"]
-    assert list(block["persistence"]) == ["tau", "kappa", "lift", "carried", "persists"]
+    assert list(block["persistence"]) == ["tau", "kappa", "lift", "carried", "persists", "lift_stderr", "persists_ci"]
+    assert list(block["stderr"]) == ["attention", "attribution", "discrepancy", "layer_means"]
+    assert list(block["stderr"]["layer_means"]) == ["attention", "attribution", "discrepancy"]
     for group in ("attention", "attribution", "uniform"):
         assert list(block[group]["patterns"]) == list(PATTERNS)
     grids = [block["attention"]["entropy"], block["discrepancy"]["js"], block["uniform"]["patterns"]["cls"]]
@@ -483,7 +486,8 @@ def test_attention_only() -> None:
         metrics.update(att, attr, mask, masks)
     metrics.update(att, None, mask, masks)
     block = metrics.compute_block()
-    assert list(block) == ["attention", "uniform"]
+    assert list(block) == ["attention", "uniform", "stderr"]
+    assert list(block["stderr"]) == ["attention", "layer_means"]
     assert metrics.queries == 10
     with pytest.raises(ValueError, match="with_attribution"):
         AnalysisMetrics(L, H, with_attribution=True).update(att, None, mask, masks)
