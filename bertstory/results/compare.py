@@ -94,26 +94,42 @@ def write(result: dict, out_dir: str | os.PathLike, run_a: str, run_b: str) -> l
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m bertstory.compare RUN_A RUN_B --out DIR``: per-head differences B - A of two runs."""
+    """``python -m bertstory.compare RUN_A RUN_B [RUN_C ...] --out DIR``: per-head differences B - A of two runs,
+    and the agreement of every pair of runs over the same segments (agreement.json)."""
     import argparse
 
     from bertstory.cli import user_errors
+    from bertstory.results.agreement import print_table, write_agreement
 
     parser = argparse.ArgumentParser(prog="python -m bertstory.compare", description=main.__doc__)
-    parser.add_argument("run_a")
-    parser.add_argument("run_b")
-    parser.add_argument("--out", required=True, help="folder for differences.json and the heatmaps")
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="two or more run directories")
+    parser.add_argument("--out", required=True, help="folder for differences.json, agreement.json and the figures")
     args = parser.parse_args(argv)
+    if len(args.runs) < 2:
+        parser.error("give at least two run directories")
     with user_errors():
-        a, b = load(args.run_a), load(args.run_b)
+        if len(args.runs) > 2:
+            agreement = write_agreement(args.runs, args.out)
+            print(f"agreement of {len(args.runs)} runs over {agreement['segments']} segments: "
+                  f"{args.out}/agreement.json")
+            print_table(agreement)
+            return
+        a, b = load(args.runs[0]), load(args.runs[1])
         result = compare(a.metrics, b.metrics)
-        paths = write(result, args.out, args.run_a, args.run_b)
+        paths = write(result, args.out, args.runs[0], args.runs[1])
     print(f"{len(paths)} tables compared (B - A); differences.json and heatmaps in {args.out}")
     biggest = sorted(result["summary"].items(), key=lambda kv: -(kv[1]["max_abs"] or 0))[:5]
     for name, s in biggest:
         if s["max_abs"] is not None:
             print(f"  {name}: mean |diff| {s['mean_abs']:.4f}, max |diff| {s['max_abs']:.4f} at "
                   f"layer {s['max_abs_head'][0]} head {s['max_abs_head'][1]}")
+    try:
+        agreement = write_agreement(args.runs, args.out)
+    except BertstoryError as e:
+        print(f"no agreement.json: {e}", file=sys.stderr)
+        return
+    print(f"agreement over {agreement['segments']} segments: {args.out}/agreement.json")
+    print_table(agreement)
 
 
 if __name__ == "__main__":
