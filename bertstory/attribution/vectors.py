@@ -56,7 +56,7 @@ class LayerVectors:
 
 def model_inputs(model: torch.nn.Module, input_ids: Tensor, token_type_ids: Tensor | None) -> dict:
     """Keyword arguments of ``model(...)`` for one unpadded segment (token types only where accepted)."""
-    kwargs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+    kwargs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "output_attentions": True}
     if token_type_ids is not None and "token_type_ids" in inspect.signature(model.forward).parameters:
         kwargs["token_type_ids"] = token_type_ids
     return kwargs
