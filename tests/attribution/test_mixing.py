@@ -235,7 +235,7 @@ def ref_value_zeroing(model, ids, tt):
                 cols = slice(first, first + H * dh) if h is None else slice(first + h * dh, first + (h + 1) * dh)
                 calls = []
 
-                def zero(_m, _i, o, j=j, cols=cols, calls=calls):
+                def zero(_m, _i, o, j=j, cols=cols, calls=calls, call=call):
                     calls.append(1)
                     if len(calls) != call:
                         return o
