@@ -345,24 +345,6 @@ def test_value_zeroing_chunks_do_not_change_the_result(tiny, segment):
     torch.testing.assert_close(a, b, atol=1e-14, rtol=0)
 
 
-def test_padded_batch_equals_single_segments(tiny):
-    texts = [("The cat sat.", "It purred."), ("Hello, world!", None)]
-    encs = [tiny.tokenizer(a, b) if b else tiny.tokenizer(a) for a, b in texts]
-    n = max(len(e["input_ids"]) for e in encs)
-    ids = torch.zeros(2, n, dtype=torch.long)
-    mask, tt = torch.zeros_like(ids), torch.zeros_like(ids)
-    for b, e in enumerate(encs):
-        k = len(e["input_ids"])
-        ids[b, :k], mask[b, :k], tt[b, :k] = torch.tensor(e["input_ids"]), 1, torch.tensor(e["token_type_ids"])
-    method = make_method("globenc", dtype="float64")
-    batch = method.attribute(tiny.model, ids, mask, tt).maps
-    for b, e in enumerate(encs):
-        k = len(e["input_ids"])
-        one = method.attribute(tiny.model, ids[b:b + 1, :k], mask[b:b + 1, :k], tt[b:b + 1, :k]).maps
-        torch.testing.assert_close(batch[b, :, :, :k, :k], one[0], atol=1e-7, rtol=0)
-        assert batch[b, :, :, k:].abs().sum() == 0 and batch[b, :, :, :, k:].abs().sum() == 0
-
-
 def test_compose_of_rollout_is_rollout():
     """Rows of M that already sum to 1 are left as they are; scaling a row of C changes nothing after normalising."""
     torch.manual_seed(0)
