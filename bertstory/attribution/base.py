@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from bertstory.errors import BertstoryError
+from bertstory.models.families import family_of
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -88,7 +89,8 @@ class Attribution:
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         B, n = input_ids.shape
-        L, H = model.config.num_hidden_layers, model.config.num_attention_heads
+        fam = family_of(model)
+        L, H = fam.L, fam.H
         out = torch.zeros(B, L, H, n, n, dtype=torch.float32, device=input_ids.device)
         zero_rows = 0
         for b, nb in enumerate(attention_mask.sum(-1).tolist()):

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bertstory.models.forward import extended_mask
+from bertstory.models.families import LayerParts, family_of
 
 
 @dataclass
@@ -120,7 +120,7 @@ def activation_grad(act, u: Tensor) -> Tensor:
 
 
 def residual_map(
-    layer, r1: Tensor, u: Tensor, r2: Tensor, block: int = 16, mm_dtype: torch.dtype | None = None
+    parts: LayerParts, r1: Tensor, u: Tensor, r2: Tensor, block: int = 16, mm_dtype: torch.dtype | None = None
 ) -> Tensor:
     """Per-token matrices ``N_i`` (n, d, d): the tangent of the layer output w.r.t. ``r1 = context W_O^T + b + h``.
 
@@ -129,13 +129,11 @@ def residual_map(
     input (all (n, .) primal rows). Tokens go in blocks to bound memory. ``mm_dtype`` runs the
     feed-forward product in a lower precision (bfloat16 tangents: the map is rounded to it anyway).
     """
-    out_ln = layer.attention.output.LayerNorm
-    ffn_ln = layer.output.LayerNorm
-    W1 = layer.intermediate.dense.weight.to(r1.dtype)  # (d_ff, d)
-    W2 = layer.output.dense.weight.to(r1.dtype)  # (d, d_ff)
-    s1, x1 = layernorm_stats(out_ln, r1)
-    s2, x2 = layernorm_stats(ffn_ln, r2)
-    g = activation_grad(layer.intermediate.intermediate_act_fn, u)  # (n, d_ff)
+    W1 = parts.ff_in.weight.to(r1.dtype)  # (d_ff, d)
+    W2 = parts.ff_out.weight.to(r1.dtype)  # (d, d_ff)
+    s1, x1 = layernorm_stats(parts.ln1, r1)
+    s2, x2 = layernorm_stats(parts.ln2, r2)
+    g = activation_grad(parts.act, u)  # (n, d_ff)
     n, d = r1.shape
     N = torch.empty(n, d, d, dtype=r1.dtype, device=r1.device)
     eye = torch.eye(d, dtype=r1.dtype, device=r1.device)
@@ -200,8 +198,10 @@ class Engine:
     ):
         self.dtype = dtype
         self.head_output = head_output
-        cfg = model.config
-        self.L, self.H, self.d = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
+        fam = family_of(model)
+        if not fam.fast:
+            raise ValueError(f"the fast engine does not apply to the {fam.name} family: use the generic path")
+        self.L, self.H, self.d = fam.L, fam.H, fam.d
         self.n = x.shape[1]
         self.fold = fold_scores(self.H, self.n, self.d) if fold is None else fold
         self.acc = torch.float64 if dtype == torch.float64 else torch.float32
@@ -216,21 +216,22 @@ class Engine:
         H, n, d, dt = self.H, self.n, self.d, self.dtype
         # primal and folding in at least float32 (float64 when either is float64), then cast to dt
         work = torch.promote_types(x.dtype, torch.promote_types(dt, torch.float32))
-        layers = model.encoder.layer
-        mask4 = extended_mask(torch.ones(x.shape[:2], device=x.device), x.dtype)
+        fam = family_of(model)
+        seg = fam.segment(x, torch.ones(x.shape[:2], dtype=torch.long, device=x.device))
         h = x
         used = 0  # bytes of per-token maps so far
-        for idx, layer in enumerate(layers):
-            sa = layer.attention.self
-            context, A = sa(h, attention_mask=mask4)
+        for idx in range(self.L):
+            parts = fam.parts(idx)
+            run = fam.run_layer(idx, h, seg)
+            context = run.context
             hw = h[0].to(work)
-            Wq = sa.query.weight.to(work) * sa.scaling
-            Wk = sa.key.weight.to(work)
-            Wv = sa.value.weight.to(work)
-            q = (hw @ Wq.T + sa.query.bias.to(work) * sa.scaling).view(n, H, -1).transpose(0, 1)
-            k = (hw @ Wk.T + sa.key.bias.to(work)).view(n, H, -1).transpose(0, 1)
-            v = (hw @ Wv.T + sa.value.bias.to(work)).view(n, H, -1).transpose(0, 1)
-            A = A[0].to(work)
+            Wq = parts.query.weight.to(work) * parts.scaling
+            Wk = parts.key.weight.to(work)
+            Wv = parts.value.weight.to(work)
+            q = (hw @ Wq.T + parts.query.bias.to(work) * parts.scaling).view(n, H, -1).transpose(0, 1)
+            k = (hw @ Wk.T + parts.key.bias.to(work)).view(n, H, -1).transpose(0, 1)
+            v = (hw @ Wv.T + parts.value.bias.to(work)).view(n, H, -1).transpose(0, 1)
+            A = run.A[0].to(work)
             o = A @ v  # (H, n, d_h)
             if self.fold:
                 s_row = torch.einsum("hed,hke->dhk", Wq.view(H, -1, d), k)  # dq_i . k_k = x_i @ s_row[:, h, k]
@@ -248,7 +249,7 @@ class Engine:
             else:
                 plan.q = q.to(dt).contiguous()
                 plan.k = k.to(dt).contiguous()
-            W_o = layer.attention.output.dense.weight.to(work)
+            W_o = parts.out.weight.to(work)
             if self.head_output == "projected":
                 plan.R = projected_factor(W_o, H).to(dt)
             if idx == 0:
@@ -260,27 +261,26 @@ class Engine:
                     o=o.to(dt).contiguous(),
                     G=G.to(dt).contiguous(),
                 )
-            if idx + 1 < len(layers):
-                out = layer.attention.output
-                r1 = out.dense(context) + h
-                a = out.LayerNorm(r1)
-                u = layer.intermediate.dense(a)
-                r2 = layer.output.dense(layer.intermediate.intermediate_act_fn(u)) + a
+            if idx + 1 < self.L:
+                r1 = parts.out(context) + h
+                a = parts.ln1(r1)
+                u = parts.ff_in(a)
+                r2 = parts.ff_out(parts.act(u)) + a
                 plan.W_oT = W_o.T.contiguous().to(dt)
                 r1w, uw, r2w = r1[0].to(work), u[0].to(work), r2[0].to(work)
                 size = n * d * d * dt.itemsize
                 if self.map_budget is None or used + size <= self.map_budget:
                     low = dt if dt.itemsize < 4 else None  # bfloat16 maps: their product in bfloat16
-                    plan.N = residual_map(layer, r1w, uw, r2w, mm_dtype=low).to(dt)
+                    plan.N = residual_map(parts, r1w, uw, r2w, mm_dtype=low).to(dt)
                     used += size
                 else:
-                    s1, x1 = layernorm_stats(out.LayerNorm, r1w)
-                    s2, x2 = layernorm_stats(layer.output.LayerNorm, r2w)
-                    g = activation_grad(layer.intermediate.intermediate_act_fn, uw)
-                    W1 = layer.intermediate.dense.weight.to(work)
-                    W2 = layer.output.dense.weight.to(work)
+                    s1, x1 = layernorm_stats(parts.ln1, r1w)
+                    s2, x2 = layernorm_stats(parts.ln2, r2w)
+                    g = activation_grad(parts.act, uw)
+                    W1 = parts.ff_in.weight.to(work)
+                    W2 = parts.ff_out.weight.to(work)
                     plan.plain = tuple(t.contiguous().to(dt) for t in (s1, x1, W1.T, g, W2.T, s2, x2))
-                h = layer.output.LayerNorm(r2)
+                h = run.out
             self.plans.append(plan)
 
     # ------------------------------------------------------------------ tangent pass

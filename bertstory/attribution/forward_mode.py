@@ -1,7 +1,9 @@
 """What ``exact``, ``grad_x_input`` and ``sketch`` share: one-row input tangents pushed in chunks.
 
 All three push tangents ``dx_t = e_{j_t} v_t^T`` through the encoder (the fast engine,
-:mod:`bertstory.attribution.engine`, or ``torch.func.jvp`` under ``vmap`` with ``engine=jvp``)
+:mod:`bertstory.attribution.engine`, or ``torch.func.jvp`` under ``vmap`` over the Hugging Face modules
+with ``engine=jvp``; the generic path is chosen automatically for a family without a fast engine,
+``Family.fast = False``: DeBERTa-v2, ModernBERT)
 and accumulate ``S2[l, h, i, j] = sum_{t: j_t = j} w_t ||d o^{l,h}_i [dx_t]||^2``; the score is
 ``s_ij = sqrt(S2_ij)``. They differ only in the tangents ``v_t`` and weights ``w_t``
 (:meth:`ForwardModeAttribution.tangents`).
@@ -20,6 +22,7 @@ from bertstory.attribution.engine import Engine
 from bertstory.attribution.inputs import input_jacobians
 from bertstory.attribution.memory import auto_chunk, is_oom, map_budget
 from bertstory.errors import BertstoryError
+from bertstory.models.families import family_of
 from bertstory.models.forward import head_outputs
 
 log = logging.getLogger(__name__)
@@ -53,12 +56,13 @@ class ForwardModeAttribution(Attribution):
         with torch.no_grad():
             x, inp, E = input_jacobians(model, input_ids, token_type_ids, self.wrt)
             rows, vecs, weights = self.tangents(inp, E)
-        L, H = model.config.num_hidden_layers, model.config.num_attention_heads
+        fam = family_of(model)
         n = input_ids.shape[1]
         acc = torch.float64 if dtype == torch.float64 else torch.float32
-        S2 = torch.zeros(L, H, n, n, dtype=acc, device=x.device)
-        push = self._jvp_pusher(model, x, dtype) if self.engine == "jvp" else self._fast_pusher(model, x, dtype)
-        chunk = self.chunk_size or auto_chunk(n, model.config, dtype, self.memory_mb, x.device)
+        S2 = torch.zeros(fam.L, fam.H, n, n, dtype=acc, device=x.device)
+        generic = self.engine == "jvp" or not fam.fast  # families without a hand-linearised engine
+        push = self._jvp_pusher(model, x, dtype) if generic else self._fast_pusher(model, x, dtype)
+        chunk = self.chunk_size or auto_chunk(n, fam, dtype, self.memory_mb, x.device)
         start = 0
         while start < len(rows):
             stop = min(start + chunk, len(rows))

@@ -35,13 +35,16 @@ def available_bytes(device: torch.device) -> int:
     return 0
 
 
-def auto_chunk(n: int, config, dtype: torch.dtype, memory_mb: int, device: torch.device | str = "cpu") -> int:
-    """Tangents per chunk: as many as fit in ``memory_mb``.
+def auto_chunk(n: int, family, dtype: torch.dtype, memory_mb: int, device: torch.device | str = "cpu") -> int:
+    """Tangents per chunk: as many as fit in ``memory_mb``; ``family`` a Family adapter (or a BERT config).
 
     On a CPU the chunk is also capped at about ``CPU_ROWS`` tangent rows (chunk * n): larger
     chunks run no faster there and only take memory.
     """
-    d, H, d_ff = config.hidden_size, config.num_attention_heads, config.intermediate_size
+    if hasattr(family, "d_ff"):  # a Family adapter
+        d, H, d_ff = family.d, family.H, family.d_ff
+    else:  # a BERT-style transformers config
+        d, H, d_ff = family.hidden_size, family.num_attention_heads, family.intermediate_size
     per = chunk_bytes(n, d, H, d_ff, dtype.itemsize, fold_scores(H, n, d))
     chunk = max(1, int(memory_mb * 2**20 // per))
     if torch.device(device).type == "cpu":

@@ -1,6 +1,6 @@
 """Loading encoders: a hub id, a local folder or a model shipped in a package; eager attention, frozen, eval mode.
 
-Supported: encoders with BERT's module layout (BERT, MiniLM, RoBERTa, ELECTRA, XLM-R, ...).
+Supported: the families of :mod:`bertstory.models.families` (detected from ``config.model_type``).
 """
 
 from __future__ import annotations
@@ -15,21 +15,9 @@ import torch
 
 from bertstory.compat import use_eager_attention
 from bertstory.errors import BertstoryError
+from bertstory.models.families import check_supported, family_of
 
 log = logging.getLogger(__name__)
-
-LAYOUT = (
-    "embeddings",
-    "encoder.layer.0.attention.self.query",
-    "encoder.layer.0.attention.self.key",
-    "encoder.layer.0.attention.self.value",
-    "encoder.layer.0.attention.output.dense",
-    "encoder.layer.0.attention.output.LayerNorm",
-    "encoder.layer.0.intermediate.dense",
-    "encoder.layer.0.output.dense",
-    "encoder.layer.0.output.LayerNorm",
-)
-
 
 @dataclass
 class Encoder:
@@ -44,16 +32,21 @@ class Encoder:
         return self.model.config
 
     @property
+    def family(self):
+        """The family adapter (:class:`bertstory.models.families.Family`)."""
+        return family_of(self.model)
+
+    @property
     def layers(self) -> int:
-        return self.model.config.num_hidden_layers
+        return self.family.L
 
     @property
     def heads(self) -> int:
-        return self.model.config.num_attention_heads
+        return self.family.H
 
     @property
     def hidden(self) -> int:
-        return self.model.config.hidden_size
+        return self.family.d
 
     def info(self) -> dict:
         """The ``model`` block of metrics.json."""
@@ -77,6 +70,10 @@ def minilm_path() -> str:
 def resolve_path(name_or_path: str) -> str:
     if name_or_path == "minilm":
         return minilm_path()
+    if name_or_path == "mpnet":
+        from bertstory.models.packaged import mpnet_path
+
+        return mpnet_path()
     return os.path.expanduser(str(name_or_path))
 
 
@@ -87,26 +84,14 @@ def looks_like_path(name: str) -> bool:
 
 def strip_head(model: torch.nn.Module) -> torch.nn.Module:
     """The bare encoder of a model with a task head (``BertForSequenceClassification`` -> ``.bert``)."""
-    if hasattr(model, "embeddings") and hasattr(model, "encoder"):
-        return model
     prefix = getattr(model, "base_model_prefix", None)
     base = getattr(model, prefix, None) if prefix else None
-    return base if base is not None else model
+    return base if isinstance(base, torch.nn.Module) else model
 
 
 def check_layout(model: torch.nn.Module) -> None:
-    """Raise BertstoryError unless ``model`` has BERT's module layout."""
-    names = {name for name, _ in model.named_modules()}
-    missing = [m for m in LAYOUT if m not in names]
-    if missing:
-        raise BertstoryError(
-            f"{type(model).__name__} does not have BERT's module layout (missing {missing[0]}): "
-            "bertstory supports BERT, MiniLM, RoBERTa, ELECTRA and other encoders built the same way"
-        )
-    if getattr(model.config, "is_decoder", False):
-        raise BertstoryError(
-            f"{type(model).__name__} is configured as a decoder: use a bidirectional encoder"
-        )
+    """Raise BertstoryError unless ``model`` is an encoder of a supported family."""
+    check_supported(model.config)
 
 
 def load_encoder(
@@ -141,6 +126,7 @@ def load_encoder(
         )
         for key, value in (config_overrides or {}).items():
             setattr(config, key, value)
+        check_supported(config)
         use_eager_attention(config)
         if random_init:
             torch.manual_seed(seed)

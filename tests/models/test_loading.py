@@ -229,7 +229,7 @@ def test_gpt2_layout_is_rejected(tiny, tmp_path):
     model = transformers.GPT2Model(transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8))
     model.save_pretrained(tmp_path)
     tiny.tokenizer.save_pretrained(tmp_path)
-    with pytest.raises(BertstoryError, match="layout"):
+    with pytest.raises(BertstoryError, match="not a supported encoder"):
         load_encoder(str(tmp_path))
 
 
