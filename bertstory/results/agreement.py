@@ -206,7 +206,14 @@ def write_agreement(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLik
 
 
 def print_table(result: dict) -> None:
-    """Per-layer mean Spearman of every pair, one line each."""
+    """Per-layer mean Spearman and JS of every pair, and of each run's attribution with its attention."""
+
+    def cells(values: list) -> str:
+        return " ".join("  -  " if v is None else f"{v:5.2f}" for v in values)
+
     for p in result["pairs"]:
-        layers = " ".join("  -  " if v is None else f"{v:5.2f}" for v in p["layers"]["spearman"])
-        print(f"  {p['a']} vs {p['b']}: Spearman per layer {layers}")
+        print(f"  {p['a']} vs {p['b']}: Spearman per layer {cells(p['layers']['spearman'])}; "
+              f"JS {cells(p['layers']['js'])}")
+    for w in result["with_attention"]:
+        print(f"  {w['run']} vs its attention: Spearman per layer {cells(w['layers']['spearman'])}; "
+              f"JS {cells(w['layers']['js'])}")
