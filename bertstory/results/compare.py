@@ -5,6 +5,10 @@ share, discrepancies) it writes ``DIR/differences.json`` with ``B - A`` per (lay
 diverging heatmap ``DIR/<table>.png`` (``attention/patterns/cls`` -> ``attention_patterns_cls.png``).
 Typical uses: a model before and after fine-tuning, two models of the same shape, two methods.
 Runs of different shapes (layers x heads) cannot be compared head by head.
+
+``python -m bertstory.compare RUN_A RUN_B [RUN_C ...] --out DIR`` also writes the agreement of every pair
+of runs over the same segments (``agreement.json``, :mod:`bertstory.results.agreement`); with more
+than two runs only that.
 """
 
 from __future__ import annotations
