@@ -1,7 +1,7 @@
 """Attribution speed: the exact method against the naive loop and the machine's matmul limit.
 
-    python benchmarks/attribution.py [--model minilm|tiny|bert_base_random] [--tokens N]
-                                     [--device cpu|cuda] [--json OUT]
+    python benchmarks/attribution.py [--model minilm|mpnet|tiny|bert_base_random] [--tokens N]
+                                     [--device cpu|cuda] [--json OUT] [--no-bf16] [--generic]
 
 Side by side in one process, on one segment of N tokens cut from the wiki corpus, it times
 
@@ -12,6 +12,8 @@ Side by side in one process, on one segment of N tokens cut from the wiki corpus
   sample of ``--naive-samples`` passes is timed and extrapolated (``naive_extrapolated``);
 - ``torch.autograd.functional.jacobian(vectorize=True)`` of the head outputs, or null when its
   memory estimate does not fit;
+- with ``--generic``, ``exact`` on the generic forward-mode path over the HF modules (``engine=jvp``,
+  what DeBERTa-v2 and ModernBERT use) against the fast engine on the same model: time, max relative difference;
 - ``sketch`` (32 probes): time and mean JS against exact; ``grad_sum``; one attention-only forward;
 - the matmul rate of a large ``torch.mm`` in float32 (TF32 on a GPU when ``--tf32``) and bfloat16,
   measured at the start and at the end of the run (the larger counts);
@@ -52,16 +54,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bertstory.attribution import normalise_rows  # noqa: E402
 from bertstory.attribution.exact import Exact  # noqa: E402
 from bertstory.attribution.grad_sum import GradSum  # noqa: E402
+from bertstory.attribution.memory import auto_chunk  # noqa: E402
 from bertstory.attribution.sketch import Sketch  # noqa: E402
 from bertstory.data.wiki import read_wiki  # noqa: E402
 from bertstory.models import (  # noqa: E402
     attention_maps,
     embed,
-    extended_mask,
-    finish_layer,
+    family_of,
     head_outputs,
     load_encoder,
-    self_attention,
 )
 from bertstory.stats.formulas import js_bits  # noqa: E402
 
@@ -76,6 +77,7 @@ def tiny_sizes() -> dict:
 
 MODELS = {
     "minilm": dict(),
+    "mpnet": dict(name_or_path="mpnet"),  # all-mpnet-base-v2, the mpnet extra
     "tiny": dict(random_init=True, config_overrides=tiny_sizes()),
     "bert_base_random": dict(
         random_init=True,
@@ -90,6 +92,8 @@ KEYS = (
     "exact_bf16_s",
     "exact_bf16_js",
     "exact_bf16_max_err",
+    "exact_generic_s",
+    "generic_max_rel_err",
     "naive_s",
     "naive_extrapolated",
     "jacobian_s",
@@ -278,22 +282,22 @@ def naive_loop(model, ids, tt, samples: int, seed: int, device: torch.device) ->
     with torch.no_grad():
         x, _ = embed(model, ids, tt)
     x = x.detach().requires_grad_(True)
-    mask4 = extended_mask(torch.ones_like(ids), x.dtype)
-    L, n, d = model.config.num_hidden_layers, ids.shape[1], model.config.hidden_size
+    fam = family_of(model)
+    seg = fam.segment(x, torch.ones_like(ids))
+    L, n, d = fam.L, ids.shape[1], fam.d
     total = L * n * d
     rng = random.Random(seed)
     coords = list(range(total)) if samples >= total else rng.sample(range(total), samples)
 
     def run(coords):
-        S2 = torch.zeros(L, model.config.num_attention_heads, n, n, dtype=x.dtype, device=x.device)
-        d_h = d // model.config.num_attention_heads
+        S2 = torch.zeros(L, fam.H, n, n, dtype=x.dtype, device=x.device)
+        d_h = fam.d_h
         with torch.enable_grad():
             contexts, h = [], x
-            for layer in model.encoder.layer:
-                context, _ = self_attention(layer, h, mask4)
-                contexts.append(context[0])  # (n, H*d_h)
-                if len(contexts) < L:
-                    h = finish_layer(layer, context, h)
+            for l in range(L):
+                layer_run = fam.run_layer(l, h, seg)
+                contexts.append(layer_run.context[0])  # (n, H*d_h)
+                h = layer_run.out
             for flat in coords:
                 l, rest = divmod(flat, n * d)
                 i, col = divmod(rest, d)
@@ -335,6 +339,10 @@ def parse_args(argv=None):
     p.add_argument("--matmul-size", type=int, default=4096)
     p.add_argument("--tf32", action="store_true", help="on a GPU, allow TF32 for the float32 runs and matmul rate")
     p.add_argument("--no-jacobian", action="store_true", help="skip torch.autograd.functional.jacobian")
+    p.add_argument("--no-bf16", action="store_true",
+                   help="skip exact with bfloat16 tangents (slow on CPUs without bf16 units)")
+    p.add_argument("--generic", action="store_true",
+                   help="also time exact on the generic forward-mode path (engine=jvp) against the fast engine")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mixing", action="store_true", help="time exact beside the context-mixing methods only")
     return p.parse_args(argv)
@@ -346,16 +354,11 @@ def run(args) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32
     torch.manual_seed(args.seed)
-    enc = load_encoder("minilm", name=args.model, **MODELS[args.model])
+    spec = dict(MODELS[args.model])
+    enc = load_encoder(spec.pop("name_or_path", "minilm"), name=args.model, **spec)
     model = enc.model.to(device)
-    cfg = model.config
-    L, H, d, d_ff, n = (
-        cfg.num_hidden_layers,
-        cfg.num_attention_heads,
-        cfg.hidden_size,
-        cfg.intermediate_size,
-        args.tokens,
-    )
+    fam = family_of(model)
+    L, H, d, d_ff, n = fam.L, fam.H, fam.d, fam.d_ff, args.tokens
     ids, tt, text = find_segment(enc.tokenizer, n)
     ids, tt = ids.to(device), tt.to(device)
     res: dict = {"model": args.model, "tokens": n}
@@ -366,7 +369,7 @@ def run(args) -> dict:
 
     # exact, float32 (memory measured around the first run)
     exact = Exact(dtype="float32")
-    chunk = exact.auto_chunk(n, cfg, device)
+    chunk = auto_chunk(n, fam, torch.float32, exact.memory_mb, device)
     Exact(dtype="float32").scores(model, ids[:, : min(n, 4)], tt[:, : min(n, 4)])  # warm-up
     times = []
     for r in range(args.exact_repeats):
@@ -380,14 +383,23 @@ def run(args) -> dict:
     a32 = normalised(s32)
 
     # exact, bfloat16 tangents
-    times = []
-    for _ in range(args.exact_repeats):
-        t, s16 = timed(lambda: Exact(dtype="bfloat16").scores(model, ids, tt), device)
-        times.append(t)
-    res["exact_bf16_s"] = statistics.median(times)
-    a16 = normalised(s16)
-    res["exact_bf16_js"] = js_bits(a32, a16).mean().item()
-    res["exact_bf16_max_err"] = (a32 - a16).abs().max().item()
+    res["exact_bf16_s"] = res["exact_bf16_js"] = res["exact_bf16_max_err"] = None
+    if not args.no_bf16:
+        times = []
+        for _ in range(args.exact_repeats):
+            t, s16 = timed(lambda: Exact(dtype="bfloat16").scores(model, ids, tt), device)
+            times.append(t)
+        res["exact_bf16_s"] = statistics.median(times)
+        a16 = normalised(s16)
+        res["exact_bf16_js"] = js_bits(a32, a16).mean().item()
+        res["exact_bf16_max_err"] = (a32 - a16).abs().max().item()
+
+    # exact on the generic forward-mode path over the HF modules (what DeBERTa-v2 and ModernBERT use)
+    res["exact_generic_s"] = res["generic_max_rel_err"] = None
+    if args.generic:
+        t, sg = timed(lambda: Exact(dtype="float32", engine="jvp").scores(model, ids, tt), device)
+        res["exact_generic_s"] = t
+        res["generic_max_rel_err"] = ((sg - s32).abs().max() / s32.abs().max()).item()
 
     # sketch
     times = []
@@ -433,7 +445,7 @@ def run(args) -> dict:
     res["exact_flops"] = flops
     res["flop_efficiency"] = flops / res["exact_s"] / res["matmul_flops_per_s"]
     res["speedup_vs_naive"] = res["naive_s"] / res["exact_s"]
-    res["speedup_bf16_vs_naive"] = res["naive_s"] / res["exact_bf16_s"]
+    res["speedup_bf16_vs_naive"] = res["naive_s"] / res["exact_bf16_s"] if res["exact_bf16_s"] else None
     res["peak_mem_mb"] = mem.mb
     eflops = engine_flops(L, H, n, d, d_ff)
     # context
@@ -462,10 +474,12 @@ def run(args) -> dict:
         "naive_vs_exact_max_rel_err": naive_err,
         "jacobian": jac_note,
         "jacobian_estimate_mb": need,
-        "bf16_flop_efficiency": flops / res["exact_bf16_s"] / res["matmul_bf16_flops_per_s"],
+        "bf16_flop_efficiency": flops / res["exact_bf16_s"] / res["matmul_bf16_flops_per_s"]
+        if res["exact_bf16_s"] else None,
         "engine_flops": eflops,
         "engine_matmul_efficiency": eflops / res["exact_s"] / res["matmul_flops_per_s"],
-        "engine_matmul_efficiency_bf16": eflops / res["exact_bf16_s"] / res["matmul_bf16_flops_per_s"],
+        "engine_matmul_efficiency_bf16": eflops / res["exact_bf16_s"] / res["matmul_bf16_flops_per_s"]
+        if res["exact_bf16_s"] else None,
         "sketch_speedup_vs_exact": res["exact_s"] / res["sketch_s"],
         "sketch_probes": args.probes,
         "matmul_flops_per_s_start_end": rates[torch.float32],
@@ -540,6 +554,11 @@ def table(res: dict) -> str:
             "exact bfloat16",
             f"{fmt(res['exact_bf16_s'], ' s')}  ({fmt(res['speedup_bf16_vs_naive'])}x naive; "
             f"JS {fmt(res['exact_bf16_js'])} bits, max err {fmt(res['exact_bf16_max_err'])})",
+        ),
+        (
+            "exact generic path",
+            f"{fmt(res['exact_generic_s'], ' s')}  (engine=jvp; max rel. difference to the fast engine "
+            f"{fmt(res['generic_max_rel_err'])})",
         ),
         (
             "naive loop",

@@ -50,7 +50,8 @@ def imported(path: Path, name: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             if base.startswith("bertstory"):
                 out.add(base)
     return out
@@ -148,3 +149,36 @@ def test_the_layout_test_sees_the_edges():
     assert "bertstory.results.run_metrics" in g["bertstory.run.analysis"]
     assert "bertstory.compat" in g["bertstory.stats.collection"]
     assert any(use.endswith("._update_count") for use in private_uses(PACKAGE / "compat.py"))
+
+
+# ------------------------------------------------------------------------------ slow tests
+
+STARTS_PROCESS = ("subprocess.", "analyze(", "run_once(", "sys.executable")
+
+
+def unmarked_process_tests(path: Path) -> list[str]:
+    """Tests of ``path`` that start a subprocess (directly or through a module fixture) without ``slow``."""
+    tree = ast.parse(path.read_text())
+    if any(isinstance(n, ast.Assign) and "pytestmark" in ast.unparse(n.targets[0]) and "slow" in ast.unparse(n.value)
+           for n in tree.body):
+        return []
+    funcs = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    starting: set[str] = set()
+    grew = True
+    while grew:  # fixtures that start a process, or use a fixture that does
+        grew = False
+        for fn in funcs:
+            decorators = " ".join(ast.unparse(d) for d in fn.decorator_list)
+            uses = {a.arg for a in fn.args.args}
+            if fn.name not in starting and "fixture" in decorators and (
+                    any(k in ast.unparse(fn) for k in STARTS_PROCESS) or uses & starting):
+                starting.add(fn.name)
+                grew = True
+    return [fn.name for fn in funcs if fn.name.startswith("test_")
+            and (any(k in ast.unparse(fn) for k in STARTS_PROCESS) or {a.arg for a in fn.args.args} & starting)
+            and "slow" not in " ".join(ast.unparse(d) for d in fn.decorator_list)]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "tests").rglob("test_*.py")), ids=lambda p: p.name)
+def test_tests_that_start_a_process_are_marked_slow(path):
+    assert unmarked_process_tests(path) == [], "mark these @pytest.mark.slow (each process costs ~10 s)"

@@ -65,6 +65,9 @@ class Attribution:
             raise BertstoryError(f"attribution.head_output must be 'context' or 'projected', not {head_output!r}")
         if dtype not in DTYPES:
             raise BertstoryError(f"attribution.dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        if name not in (None, self.NAME):
+            raise BertstoryError(f"attribution.name={name} is not this config's method ({self.NAME}): choose a method "
+                                 "with the config group, e.g. attribution=exact, not with attribution.name")
         self.name = name or self.NAME
         self.wrt = wrt
         self.head_output = head_output

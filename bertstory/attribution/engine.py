@@ -1,4 +1,4 @@
-"""Forward-mode propagation of many input tangents through a BERT-layout encoder at once.
+"""Forward-mode propagation of many input tangents through a BERT-like (post-norm) encoder at once.
 
 This is the engine behind ``exact``, ``grad_x_input`` and ``sketch``. For one segment
 (n tokens, no padding) it takes T input tangents, each non-zero in a single token row
@@ -181,7 +181,7 @@ def plain_residual(plain: tuple, dr: Tensor) -> Tensor:
 class Engine:
     """The linearised forward of one segment: primal pass once, then :meth:`push` chunks of one-row tangents.
 
-    ``model`` a BERT-layout encoder, ``x`` (1, n, d) the encoder input vectors, ``dtype`` the
+    ``model`` an encoder whose family has ``fast = True``, ``x`` (1, n, d) the encoder input vectors, ``dtype`` the
     tangent dtype (bfloat16 tangents keep float32 norms and accumulation), ``head_output``
     ``context`` or ``projected``, ``fold`` forces the score path (None: the cheaper one),
     ``map_budget`` bounds the bytes of the per-token residual maps (None: no bound).

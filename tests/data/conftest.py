@@ -31,3 +31,21 @@ def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
     p = tmp_path / name
     p.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return p
+
+
+@pytest.fixture()
+def hf_dir(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_dict(
+        {
+            "sentence": ["A first example sentence.", "", "The third row.", None, "Fifth row here."],
+            "other": ["B one.", "B two.", "B three.", "B four.", ""],
+            "label": [0, 1, 0, 1, 1],
+        }
+    )
+    path = tmp_path / "ds"
+    ds.save_to_disk(str(path))
+    dd = datasets.DatasetDict({"validation": ds, "train": ds.select([0, 2])})
+    dd_path = tmp_path / "dd"
+    dd.save_to_disk(str(dd_path))
+    return path, dd_path

@@ -30,7 +30,7 @@ def test_hydra_configs_instantiate(group, tokenizer, tmp_path, request):
     dm = instantiate(cfg.data, tokenizer=tokenizer)
     assert isinstance(dm, SegmentDataModule) and dm.spec.reader == group
     if group == "wiki":
-        assert dm.limit == 64
+        assert dm.spec.limit == 64
     else:
         dm.setup()
         assert dm.stats["segments"] > 0

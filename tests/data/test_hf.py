@@ -9,24 +9,6 @@ from bertstory.data.hf import read_hf
 from bertstory.errors import BertstoryError
 
 
-@pytest.fixture()
-def hf_dir(tmp_path):
-    datasets = pytest.importorskip("datasets")
-    ds = datasets.Dataset.from_dict(
-        {
-            "sentence": ["A first example sentence.", "", "The third row.", None, "Fifth row here."],
-            "other": ["B one.", "B two.", "B three.", "B four.", ""],
-            "label": [0, 1, 0, 1, 1],
-        }
-    )
-    path = tmp_path / "ds"
-    ds.save_to_disk(str(path))
-    dd = datasets.DatasetDict({"validation": ds, "train": ds.select([0, 2])})
-    dd_path = tmp_path / "dd"
-    dd.save_to_disk(str(dd_path))
-    return path, dd_path
-
-
 def test_hf_reader_local_dataset(hf_dir, tokenizer):
     path, dd_path = hf_dir
     texts, skipped = read_hf(str(path), column="sentence")

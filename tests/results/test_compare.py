@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from bertstory.results import RunMetrics
 from bertstory.results.compare import compare, main
 from bertstory.stats.patterns import PATTERNS
 from tests.conftest import ROOT, run_once
@@ -46,6 +47,7 @@ def runs(tmp_path_factory):
     return {name: run_once(tmp_path_factory, name) for name in ("exact", "rollout", "none")}
 
 
+@pytest.mark.slow
 def test_a_run_against_itself_is_all_zero(runs, tmp_path):
     r = compare_cli(runs["exact"], runs["exact"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -59,6 +61,7 @@ def test_a_run_against_itself_is_all_zero(runs, tmp_path):
     assert {p.name for p in tmp_path.glob("*.png")} == {n.replace("/", "_") + ".png" for n in NAMES}
 
 
+@pytest.mark.slow
 def test_differences_are_b_minus_a_per_head(runs, tmp_path, capsys):
     code, stdout, stderr = compare_main(capsys, runs["exact"], runs["rollout"], "--out", tmp_path)
     assert code == 0, stderr
@@ -90,12 +93,13 @@ def test_tables_missing_in_one_run_are_listed():
          "attention": {"entropy": [[1.0, 2.0]]}, "discrepancy": {"js": [[0.1, None]]}}
     b = {"model": {"layers": 1, "heads": 2}, "method": {"name": "none"}, "data": {},
          "attention": {"entropy": [[0.5, 2.5]]}}
-    result = compare(a, b)
+    result = compare(RunMetrics(a), RunMetrics(b))
     assert result["differences"] == {"attention/entropy": [[-0.5, 0.5]]}
     assert result["only_in_a"] == ["discrepancy/js"] and result["only_in_b"] == []
     assert result["summary"]["attention/entropy"]["max_abs_head"] == [0, 0]
 
 
+@pytest.mark.slow
 def test_runs_of_different_shapes_are_refused(runs, tmp_path, capsys):
     code, _, stderr = compare_main(capsys, runs["exact"], runs["none"], "--out", tmp_path / "out")
     err = stderr.strip().splitlines()
@@ -104,6 +108,7 @@ def test_runs_of_different_shapes_are_refused(runs, tmp_path, capsys):
     assert not (tmp_path / "out" / "differences.json").exists()
 
 
+@pytest.mark.slow
 def test_missing_run_is_one_line(runs, tmp_path, capsys):
     code, _, stderr = compare_main(capsys, runs["exact"], tmp_path / "nothing", "--out", tmp_path / "out")
     err = stderr.strip().splitlines()

@@ -69,6 +69,7 @@ def head_layer_mean(table) -> list[float]:
     return [sum(row) / len(row) for row in table]
 
 
+@pytest.mark.slow
 def test_run_leaves_figures_in_png_and_pdf(exact_run):
     names = {"layer_patterns", "heads_js", "heads_patterns", "own_share", "segment_0", "segment_1", "segment_2"}
     figs = exact_run / "figures"
@@ -78,6 +79,7 @@ def test_run_leaves_figures_in_png_and_pdf(exact_run):
         assert (figs / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
 
 
+@pytest.mark.slow
 def test_report_is_self_contained(exact_run):
     text = (exact_run / "report.html").read_text(encoding="utf-8")
     page = parse(exact_run / "report.html")
@@ -94,6 +96,7 @@ def test_report_is_self_contained(exact_run):
         assert base64.b64decode(img["src"][len(prefix):]) == (figs / f"{img['alt']}.png").read_bytes()
 
 
+@pytest.mark.slow
 def test_report_tables_hold_the_runs_numbers(exact_run):
     m = json.loads((exact_run / "metrics.json").read_text())
     page = parse(exact_run / "report.html")
@@ -118,6 +121,7 @@ def test_report_tables_hold_the_runs_numbers(exact_run):
     assert "report:" in text and "heads:" in text and "name_or_path: minilm" in text  # the config
 
 
+@pytest.mark.slow
 def test_heads_shown_are_the_extreme_js_heads_and_the_chosen_one(exact_run):
     m = json.loads((exact_run / "metrics.json").read_text())
     js = m["discrepancy"]["js"]
@@ -130,6 +134,7 @@ def test_heads_shown_are_the_extreme_js_heads_and_the_chosen_one(exact_run):
     assert choose_heads(RunMetrics(m), [[hi[1], hi[2]]]) == shown[:2]  # duplicates dropped
 
 
+@pytest.mark.slow
 def test_own_share_quantiles_and_mean_match_the_maps_and_metrics(exact_run):
     m = json.loads((exact_run / "metrics.json").read_text())
     maps = shard_maps(exact_run)
@@ -145,6 +150,7 @@ def test_own_share_quantiles_and_mean_match_the_maps_and_metrics(exact_run):
         assert math.isclose(diag[layer].mean(), head_layer_mean(m["attribution"]["self"])[layer], abs_tol=1e-5)
 
 
+@pytest.mark.slow
 def test_attention_only_run_makes_only_attention_figures(none_run):
     figs = {p.name for p in (none_run / "figures").iterdir()}
     stems = {name.rsplit(".", 1)[0] for name in figs}
@@ -156,6 +162,7 @@ def test_attention_only_run_makes_only_attention_figures(none_run):
     assert header == ["layer", "att_entropy"]
 
 
+@pytest.mark.slow
 def test_wandb_gets_images_and_line_charts(exact_run):
     m = json.loads((exact_run / "metrics.json").read_text())
     (run,) = list((exact_run / "wandb").glob("offline-run-*"))
@@ -175,6 +182,7 @@ def test_wandb_gets_images_and_line_charts(exact_run):
             assert math.isclose(attr[layer], head_layer_mean(m["attribution"]["patterns"][p])[layer], rel_tol=1e-12)
 
 
+@pytest.mark.slow
 def test_report_cli_rebuilds_from_a_finished_run(exact_run, tmp_path):
     copy = tmp_path / "run"
     copy.mkdir()
@@ -189,6 +197,7 @@ def test_report_cli_rebuilds_from_a_finished_run(exact_run, tmp_path):
     assert len(parse(copy / "report.html").imgs) == 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,needle", [(["EMPTY"], "metrics.json"), (["RUN", "--heads", "7,0"], "report.heads")])
 def test_report_cli_errors_are_one_line(exact_run, tmp_path, capsys, args, needle):
     run = tmp_path / "run"
@@ -202,6 +211,7 @@ def test_report_cli_errors_are_one_line(exact_run, tmp_path, capsys, args, needl
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
 
 
+@pytest.mark.slow
 def test_bad_report_heads_fail_before_the_analysis(tmp_path):
     r = analyze("model=tiny", "logger=none", "data.limit=4", "report.heads=[[2,0]]", f"hydra.run.dir={tmp_path}")
     assert r.returncode != 0 and "Traceback" not in r.stderr

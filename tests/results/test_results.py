@@ -17,9 +17,10 @@ def exact_run(tmp_path_factory):
     return run_once(tmp_path_factory, "exact")
 
 
+@pytest.mark.slow
 def test_metrics_and_config(exact_run):
     run = load(exact_run)
-    assert run.metrics == json.loads((exact_run / "metrics.json").read_text())
+    assert run.metrics.raw == json.loads((exact_run / "metrics.json").read_text())
     assert isinstance(run.config, DictConfig)
     assert run.config == OmegaConf.load(exact_run / ".hydra" / "config.yaml")
     assert run.config.model.name == "tiny" and run.config.attribution.name == "exact"
@@ -27,6 +28,7 @@ def test_metrics_and_config(exact_run):
     assert (run.layers, run.heads) == (2, 4)
 
 
+@pytest.mark.slow
 def test_segments_equal_the_shards(exact_run):
     maps = shard_maps(exact_run)
     run = load(exact_run)
@@ -41,6 +43,7 @@ def test_segments_equal_the_shards(exact_run):
         assert seg.metadata["model"] == "tiny" and seg.metadata["method"] == "exact"
 
 
+@pytest.mark.slow
 def test_segments_agree_with_metrics_json(exact_run, tiny64):
     """Token-weighted means over the saved maps (all segments saved, float32) give metrics.json's numbers."""
     run = load(exact_run)
@@ -59,12 +62,14 @@ def test_segments_agree_with_metrics_json(exact_run, tiny64):
                                                       dtype=torch.float64), atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_tokens_come_from_the_runs_tokenizer(exact_run, tiny64):
     for seg in load(exact_run).segments():
         assert seg.tokens == tiny64.tokenizer.convert_ids_to_tokens(seg.input_ids.tolist())
         assert seg.tokens[0] == "[CLS]" and seg.tokens[-1] == "[SEP]"
 
 
+@pytest.mark.slow
 def test_tokens_are_ids_when_the_tokenizer_cannot_be_loaded(exact_run, tmp_path):
     shutil.copy(exact_run / "metrics.json", tmp_path)
     shutil.copytree(exact_run / "maps", tmp_path / "maps")
@@ -76,6 +81,7 @@ def test_tokens_are_ids_when_the_tokenizer_cannot_be_loaded(exact_run, tmp_path)
     assert seg.tokens == seg.input_ids.tolist() and all(isinstance(t, int) for t in seg.tokens)
 
 
+@pytest.mark.slow
 def test_segments_by_index_stop_early(exact_run):
     run = load(exact_run)
     assert [s.index for s in run.segments([3])] == [3]

@@ -78,6 +78,7 @@ def exact_run(tmp_path_factory):
     return out, r
 
 
+@pytest.mark.slow
 def test_metrics_json_schema(exact_run, tiny64):
     out, r = exact_run
     lines = [ln for ln in (out / "corpus.txt").read_text().splitlines() if ln.strip()]
@@ -106,6 +107,7 @@ def test_metrics_json_schema(exact_run, tiny64):
     assert (out / ".hydra" / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_shards_hold_the_maps(exact_run, tiny64):
     """Every segment's shard maps equal a direct computation (attention from transformers itself)."""
     from tests.conftest import make_method
@@ -135,6 +137,7 @@ def test_shards_hold_the_maps(exact_run, tiny64):
         model.double()
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_written(exact_run):
     out, _ = exact_run
     runs = list((out / "wandb").glob("offline-run-*"))
@@ -142,6 +145,7 @@ def test_wandb_offline_run_written(exact_run):
     assert list(runs[0].glob("*.wandb")), "no W&B run file"
 
 
+@pytest.mark.slow
 def test_attention_only_and_csv_logger(tmp_path):
     r = analyze("model=tiny", "attribution=none", "logger=csv", "data.limit=10", "writer.max_segments=3",
                 f"hydra.run.dir={tmp_path}")
@@ -158,6 +162,7 @@ def test_attention_only_and_csv_logger(tmp_path):
     assert list((tmp_path / "csv").rglob("metrics.csv"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides,needle",
     [
@@ -179,6 +184,7 @@ def test_bad_input_is_one_line_without_traceback(tmp_path, overrides, needle):
     assert len(err) == 1 and needle in err[0], r.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_unknown_config_option_fails_without_traceback(tmp_path):
     r = analyze("model=tiny", "attribution.nonsense=1", f"hydra.run.dir={tmp_path}")
     assert r.returncode != 0 and "Traceback" not in r.stderr

@@ -115,6 +115,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_ends_in_one_line(case, bad_inputs, tmp_path):
     overrides, needles = CASES[case]

@@ -489,16 +489,22 @@ def test_attention_only() -> None:
         AnalysisMetrics(L, H, with_attribution=True).update(att, None, mask, masks)
 
 
-def test_reset_and_device_move() -> None:
+def test_reset() -> None:
     rng = np.random.default_rng(9)
     att, attr, mask, masks = make_batch([random_segment(rng, 4)])
     metrics = AnalysisMetrics(L, H, with_attribution=True).to("cpu")
     metrics.update(att, attr, mask, masks)
     metrics.reset()
     assert metrics.queries == 0
-    if torch.cuda.is_available():
-        moved = AnalysisMetrics(L, H, with_attribution=True).to("cuda")
-        moved.update(att.cuda(), attr.cuda(), mask.cuda(), {p: m.cuda() for p, m in masks.items()})
-        assert moved.discrepancy.js.device.type == "cuda"
-        metrics.update(att, attr, mask, masks)
-        assert_close(metrics.compute_block(), moved.compute_block(), tol=1e-12)
+
+
+@pytest.mark.gpu
+def test_statistics_on_cuda_equal_cpu() -> None:
+    rng = np.random.default_rng(9)
+    att, attr, mask, masks = make_batch([random_segment(rng, 4), random_segment(rng, 7)])
+    moved = AnalysisMetrics(L, H, with_attribution=True).to("cuda")
+    moved.update(att.cuda(), attr.cuda(), mask.cuda(), {p: m.cuda() for p, m in masks.items()})
+    assert moved.discrepancy.js.device.type == "cuda"
+    metrics = AnalysisMetrics(L, H, with_attribution=True)
+    metrics.update(att, attr, mask, masks)
+    assert_close(metrics.compute_block(), moved.compute_block(), tol=1e-12)
