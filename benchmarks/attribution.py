@@ -23,6 +23,10 @@ Side by side in one process, on one segment of N tokens cut from the wiki corpus
   ``flop_efficiency = exact_flops / exact_s / matmul_flops_per_s``.
 
 Repeated measurements report the median. The table goes to stdout, everything to ``--json``.
+
+With ``--mixing`` it times instead, on the same segment in float32, ``exact`` beside the context-mixing
+methods (``attention_norm``, ``globenc``, ``alti``, ``value_zeroing``, ``rollout``; global scope, median
+of ``--repeats``) and one attention-only forward, with each method's time as a fraction of exact's.
 """
 
 from __future__ import annotations
@@ -340,6 +344,7 @@ def parse_args(argv=None):
     p.add_argument("--generic", action="store_true",
                    help="also time exact on the generic forward-mode path (engine=jvp) against the fast engine")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mixing", action="store_true", help="time exact beside the context-mixing methods only")
     return p.parse_args(argv)
 
 
@@ -485,6 +490,48 @@ def run(args) -> dict:
     return res
 
 
+MIXING = ("attention_norm", "globenc", "alti", "value_zeroing", "rollout")
+
+
+def run_mixing(args) -> dict:
+    """``exact`` (float32) and every context-mixing method on one segment: seconds per segment (median)."""
+    from bertstory.attribution.norms import Alti, AttentionNorm, GlobEnc
+    from bertstory.attribution.rollout import Rollout
+    from bertstory.attribution.value_zeroing import ValueZeroing
+
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    enc = load_encoder("minilm", name=args.model, **MODELS[args.model])
+    model = enc.model.to(device)
+    ids, tt, _ = find_segment(enc.tokenizer, args.tokens)
+    ids, tt = ids.to(device), tt.to(device)
+    res: dict = {"model": args.model, "tokens": args.tokens, "threads": torch.get_num_threads(),
+                 "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    Exact(dtype="float32").scores(model, ids[:, :4], tt[:, :4])  # warm-up
+    res["exact_s"] = median_time(lambda: Exact(dtype="float32").scores(model, ids, tt), device, args.exact_repeats,
+                                 warmup=0)
+    methods = {"attention_norm": AttentionNorm, "globenc": GlobEnc, "alti": Alti, "value_zeroing": ValueZeroing,
+               "rollout": Rollout}
+    for name in MIXING:
+        method = methods[name](dtype="float32")
+        res[f"{name}_s"] = median_time(lambda m=method: m.scores(model, ids, tt), device, args.repeats)
+        res[f"{name}_vs_exact"] = res[f"{name}_s"] / res["exact_s"]
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        res["forward_s"] = median_time(lambda: attention_maps(model, ids, mask, tt), device, max(5, args.repeats))
+    res["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return res
+
+
+def mixing_table(res: dict) -> str:
+    rows = [("model / tokens", f"{res['model']} / {res['tokens']} ({res['threads']} threads)"),
+            ("exact float32", fmt(res["exact_s"], " s"))]
+    rows += [(name, f"{fmt(res[f'{name}_s'], ' s')}  ({fmt(res[f'{name}_vs_exact'])} of exact)") for name in MIXING]
+    rows.append(("attention forward", fmt(res["forward_s"], " s")))
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
 def fmt(x, unit: str = "") -> str:
     if x is None:
         return "null"
@@ -548,10 +595,14 @@ def table(res: dict) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    res = run(args)
-    missing = [k for k in KEYS if k not in res]
-    assert not missing, missing
-    print(table(res))
+    if args.mixing:
+        res = run_mixing(args)
+        print(mixing_table(res))
+    else:
+        res = run(args)
+        missing = [k for k in KEYS if k not in res]
+        assert not missing, missing
+        print(table(res))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in res.items()}

@@ -77,6 +77,15 @@ def test_benchmark_smoke_on_tiny(bench, tmp_path):
     assert res["details"]["naive_passes_timed"] == 30
 
 
+def test_mixing_benchmark_smoke_on_tiny(bench, tmp_path):
+    out = tmp_path / "mixing.json"
+    bench.main(["--model", "tiny", "--tokens", "10", "--repeats", "1", "--mixing", "--json", str(out)])
+    data = json.loads(out.read_text())
+    for name in bench.MIXING:
+        assert data[f"{name}_s"] > 0 and data[f"{name}_vs_exact"] == pytest.approx(data[f"{name}_s"] / data["exact_s"])
+    assert data["exact_s"] > 0 and data["tokens"] == 10
+
+
 def test_exact_flops_formula(bench):
     L, n, d, f = 6, 24, 384, 1536
     per = L * 6 * n * d * d + (L - 1) * (2 * n * d * d + 4 * n * d * f) + L * 4 * n * n * d

@@ -9,6 +9,10 @@ holds each head's difference, paired standard error, p-value and whether it surv
 Benjamini-Hochberg at 5%, and the heatmaps outline the heads that do.
 Typical uses: a model before and after fine-tuning, two models of the same shape, two methods.
 Runs of different shapes (layers x heads) cannot be compared head by head.
+
+``python -m bertstory.compare RUN_A RUN_B [RUN_C ...] --out DIR`` also writes the agreement of every pair
+of runs over the same segments (``agreement.json``, :mod:`bertstory.results.agreement`); with more
+than two runs only that.
 """
 
 from __future__ import annotations
@@ -131,24 +135,36 @@ def pair(run_a: str, run_b: str, out: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m bertstory.compare RUN_A RUN_B [RUN_C ...] --out DIR``: compare finished runs."""
+    """``python -m bertstory.compare RUN_A RUN_B [RUN_C ...] --out DIR``: for two runs, the per-head differences
+    B - A and their paired test (compare.json); for any number of runs over the same segments, the agreement of
+    every pair (agreement.json)."""
     import argparse
 
     from bertstory.cli import user_errors
+    from bertstory.results.agreement import print_table, write_agreement
 
     parser = argparse.ArgumentParser(prog="python -m bertstory.compare", description=main.__doc__)
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories (two for differences and the "
-                                                                "paired test)")
-    parser.add_argument("--out", required=True, help="folder for the outputs (differences.json, compare.json, "
-                                                     "heatmaps)")
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="two or more run directories")
+    parser.add_argument("--out", required=True, help="folder for differences.json, compare.json, agreement.json "
+                                                     "and the figures")
     args = parser.parse_args(argv)
     with user_errors():
         if len(args.runs) < 2:
             raise BertstoryError("give at least two run directories to compare")
-        if len(args.runs) == 2:
-            pair(args.runs[0], args.runs[1], args.out)
-        else:
-            raise BertstoryError(f"got {len(args.runs)} runs: differences and the paired test compare exactly two")
+        if len(args.runs) > 2:
+            agreement = write_agreement(args.runs, args.out)
+            print(f"agreement of {len(args.runs)} runs over {agreement['segments']} segments: "
+                  f"{args.out}/agreement.json")
+            print_table(agreement)
+            return
+        pair(args.runs[0], args.runs[1], args.out)
+    try:
+        agreement = write_agreement(args.runs, args.out)
+    except BertstoryError as e:
+        print(f"no agreement.json: {e}", file=sys.stderr)
+        return
+    print(f"agreement over {agreement['segments']} segments: {args.out}/agreement.json")
+    print_table(agreement)
 
 
 if __name__ == "__main__":

@@ -120,6 +120,22 @@ def iter_maps(run_dir: str | os.PathLike) -> Iterator[tuple[int, dict[str, torch
                 yield k, fields, meta
 
 
+def segment_shards(run_dir: str | os.PathLike) -> dict[int, Path]:
+    """The shard that holds each saved segment's maps, by dataset index (reads only the shard headers)."""
+    where: dict[int, Path] = {}
+    for path in shard_paths(run_dir):
+        with safe_open(str(path), framework="pt") as f:
+            where.update({int(key.split(".")[0]): path for key in f.keys() if key.split(".")[0].isdigit()})
+    return where
+
+
+def read_segment(path: Path, k: int) -> dict[str, torch.Tensor]:
+    """Segment k's tensors (``input_ids``, ``attention``, ``attribution``?) from the shard at ``path``."""
+    with safe_open(str(path), framework="pt") as f:
+        prefix = f"{k}."
+        return {key[len(prefix):]: f.get_tensor(key) for key in f.keys() if key.startswith(prefix)}
+
+
 def saved_indices(run_dir: str | os.PathLike) -> list[int]:
     """Sorted dataset indices of the segments whose maps were saved (reads only the shard headers)."""
     found: set[int] = set()

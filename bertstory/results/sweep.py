@@ -1,6 +1,8 @@
 """Sweeps (Hydra multirun): one row per run in ``summary.csv`` and the per-layer discrepancy of all runs
 in ``summary.png``, written into the multirun folder when the sweep ends. Each per-layer column
-``<stat>_L<l>`` has its segment-clustered standard error in ``<stat>_se_L<l>`` (runs with SEs).
+``<stat>_L<l>`` has its segment-clustered standard error in ``<stat>_se_L<l>`` (runs with SEs). When the
+runs saved maps of the same segments (e.g. ``-m attribution=exact,alti,rollout``), also their
+``agreement.json`` and ``agreement.png`` (:mod:`bertstory.results.agreement`).
 
 ``conf/analyze.yaml`` registers :class:`SweepSummary` as a Hydra callback. To summarise a sweep folder
 again by hand: ``python -m bertstory.sweep MULTIRUN_DIR``.
@@ -18,6 +20,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from bertstory.errors import BertstoryError
+from bertstory.results.agreement import AGREEMENT_JSON, write_agreement
 from bertstory.results.run_metrics import RunMetrics
 from bertstory.results.summary import layer_summary
 from bertstory.stats.clustered import Z95
@@ -168,11 +172,26 @@ def summarize_sweep(sweep_dir: str | Path) -> list[dict[str, Any]]:
         return rows
     write_summary_csv(rows, sweep_dir / SUMMARY_CSV)
     plot_summary(rows, sweep_dir / SUMMARY_PNG)
+    sweep_agreement(sweep_dir, rows)
     failed = [r["job"] for r in rows if r["status"] != "ok"]
     if failed:
         log.warning("jobs without metrics.json (failed or still running): %s", ", ".join(failed))
     log.info("sweep summary of %d runs: %s", len(rows), sweep_dir / SUMMARY_CSV)
     return rows
+
+
+def sweep_agreement(sweep_dir: Path, rows: list[dict[str, Any]]) -> dict | None:
+    """``agreement.json`` and ``agreement.png`` of the sweep's finished runs, when they are over the same segments."""
+    done = [sweep_dir / row["job"] for row in rows if row["status"] == "ok"]
+    if len(done) < 2:
+        return None
+    try:
+        result = write_agreement(done, sweep_dir)
+    except BertstoryError as e:
+        log.info("no %s for this sweep: %s", AGREEMENT_JSON, e)
+        return None
+    log.info("agreement of %d runs: %s", len(done), sweep_dir / AGREEMENT_JSON)
+    return result
 
 
 class SweepSummary(Callback):

@@ -22,7 +22,8 @@ from bertstory.errors import BertstoryError  # noqa: E402
 from bertstory.models import load_encoder  # noqa: E402
 from tests.conftest import CONF_DIR, TINY, hf_head_outputs, hf_inputs, make_method  # noqa: E402
 
-ALL_METHODS = ["exact", "grad_x_input", "sketch", "grad_sum", "rollout", "none"]
+ALL_METHODS = ["exact", "grad_x_input", "sketch", "grad_sum", "rollout", "none",
+               "attention_norm", "globenc", "alti", "value_zeroing"]
 TEXTS = [("The cat sat.", "It purred."), ("Hello, world!", None), ("Short one", None)]
 # options that make every method run in float64 where it has a choice
 OPTS = {
@@ -32,6 +33,7 @@ OPTS = {
     "grad_sum": dict(dtype="float64"),
     "rollout": dict(dtype="float64"),
     "none": dict(),
+    **{m: dict(dtype="float64") for m in ("attention_norm", "globenc", "alti", "value_zeroing")},
 }
 
 
