@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bertstory.attribution import normalise_rows  # noqa: E402
 from bertstory.attribution.exact import Exact  # noqa: E402
 from bertstory.attribution.grad_sum import GradSum  # noqa: E402
+from bertstory.attribution.memory import auto_chunk  # noqa: E402
 from bertstory.attribution.sketch import Sketch  # noqa: E402
 from bertstory.data.wiki import read_wiki  # noqa: E402
 from bertstory.models import (  # noqa: E402
@@ -361,7 +362,7 @@ def run(args) -> dict:
 
     # exact, float32 (memory measured around the first run)
     exact = Exact(dtype="float32")
-    chunk = exact.auto_chunk(n, cfg, device)
+    chunk = auto_chunk(n, cfg, torch.float32, exact.memory_mb, device)
     Exact(dtype="float32").scores(model, ids[:, : min(n, 4)], tt[:, : min(n, 4)])  # warm-up
     times = []
     for r in range(args.exact_repeats):

@@ -112,7 +112,7 @@ def test_plain_residual_rules_equal_jvp(tiny3, pair, monkeypatch, maps, head_out
     """Layers beyond the map budget use the plain LayerNorm/feed-forward rules: still exact."""
     ids, tt = pair
     n, d = ids.shape[1], tiny3.model.config.hidden_size
-    monkeypatch.setattr(Exact, "map_budget", lambda self, device: maps * n * d * d * 8)
+    monkeypatch.setattr(Exact, "map_budget", lambda self, plan: maps * n * d * d * 8)
     ref = Exact(engine="jvp", dtype="float64", head_output=head_output).scores(tiny3.model, ids, tt)
     got = Exact(dtype="float64", head_output=head_output).scores(tiny3.model, ids, tt)
     assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-10
