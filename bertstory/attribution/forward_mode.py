@@ -30,7 +30,8 @@ ENGINES = ("fast", "jvp")
 class ForwardModeAttribution(Attribution):
     """Build one-row tangents, push them in chunks (halving a chunk that runs out of memory), take roots."""
 
-    def __init__(self, chunk_size: int | None = None, memory_mb: int = DEFAULT_MEMORY_MB, engine: str = "fast", **common: Any):
+    def __init__(self, chunk_size: int | None = None, memory_mb: int = DEFAULT_MEMORY_MB, engine: str = "fast",
+                 **common: Any):
         super().__init__(**common)
         if engine not in ENGINES:
             raise BertstoryError(f"attribution.engine must be 'fast' or 'jvp', not {engine!r}")

@@ -1,4 +1,5 @@
-"""``attribution.dtype=auto``: bfloat16 only on devices with bf16 units, float32 elsewhere, float64 for float64 models."""
+"""``attribution.dtype=auto``: bfloat16 only on devices with bf16 units, float32 elsewhere, float64 for float64
+models."""
 
 from __future__ import annotations
 

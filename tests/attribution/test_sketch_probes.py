@@ -49,7 +49,8 @@ def test_orthogonal_probes_are_orthonormal_rows_and_seeded():
     # m > d: blocks of d orthonormal rows, each block a full basis
     big, w = orthogonal_probes(2, 40, 16, torch.Generator().manual_seed(1))
     assert big.shape == (2, 40, 16) and w == 16 / 40
-    torch.testing.assert_close(big[:, :16].transpose(1, 2) @ big[:, :16], torch.eye(16, dtype=u.dtype).expand(2, 16, 16))
+    eye16 = torch.eye(16, dtype=u.dtype).expand(2, 16, 16)
+    torch.testing.assert_close(big[:, 16:32] @ big[:, 16:32].transpose(1, 2), eye16)
     r, w = rademacher_probes(3, 4, 8, torch.Generator().manual_seed(0))
     assert set(r.unique().tolist()) == {-1.0, 1.0} and w == 1 / 4
 
