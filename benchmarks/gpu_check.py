@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--cpu-dry-run", action="store_true", help="the same steps on CPU with tiny sizes")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_check")
     p.add_argument("--tolerance", type=float, default=None, help="largest |difference| of a statistic vs CPU")
-    p.add_argument("--slack", type=float, default=5.0, help="dry run: multiply each step's time limit by this "
+    p.add_argument("--slack", type=float, default=10.0, help="dry run: multiply each step's time limit by this "
                    "(a shared CPU runs the steps several times slower)")
     args = p.parse_args(argv)
     dry = args.cpu_dry_run
