@@ -19,7 +19,6 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import bertstory.attribution.engine as engine  # noqa: E402
-import bertstory.attribution.forward_mode as forward_mode  # noqa: E402
 from bertstory.attribution import normalise_rows  # noqa: E402
 from bertstory.attribution.exact import Exact, GradXInput  # noqa: E402
 from bertstory.attribution.memory import CPU_ROWS, auto_chunk  # noqa: E402
@@ -122,7 +121,7 @@ def test_plain_residual_rules_equal_jvp(tiny3, pair, monkeypatch, maps, head_out
     """Layers beyond the map budget use the plain LayerNorm/feed-forward rules: still exact."""
     ids, tt = pair
     n, d = ids.shape[1], tiny3.model.config.hidden_size
-    monkeypatch.setattr(forward_mode, "map_budget", lambda memory_mb, device: maps * n * d * d * 8)
+    monkeypatch.setattr(Exact, "map_budget", lambda self, plan: maps * n * d * d * 8)
     ref = Exact(engine="jvp", dtype="float64", head_output=head_output).scores(tiny3.model, ids, tt)
     got = Exact(dtype="float64", head_output=head_output).scores(tiny3.model, ids, tt)
     assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-10
@@ -162,3 +161,48 @@ def test_bfloat16_tangents_match_float32_on_minilm():
     b = normalise_rows(Exact(dtype="bfloat16").scores(enc.model, ids, tt).double())[0]
     assert js_bits(a, b).mean().item() <= 1e-4
     assert (a - b).abs().max().item() <= 0.02
+
+
+# --------------------------------------------------------------------------- gpu_check.sh
+
+
+def load_gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_check_compare_finds_a_changed_statistic(tmp_path):
+    gc = load_gpu_check()
+    base = {"data": {"segments": 2}, "attention": {"entropy": [[1.0, 2.0]]}, "discrepancy": {"js": [[0.1, 0.2]]}}
+    (tmp_path / "a.json").write_text(json.dumps(base))
+    changed = json.loads(json.dumps(base))
+    changed["discrepancy"]["js"][0][1] = 0.2 + 3e-3
+    (tmp_path / "b.json").write_text(json.dumps(changed))
+    c = gc.compare(tmp_path / "a.json", tmp_path / "b.json", 1e-3)
+    assert not c["ok"] and c["where"] == "discrepancy.js[0][1]" and c["max_abs_diff"] == pytest.approx(3e-3)
+    assert gc.compare(tmp_path / "a.json", tmp_path / "b.json", 5e-3)["ok"]
+    del changed["discrepancy"]
+    (tmp_path / "c.json").write_text(json.dumps(changed))
+    assert not gc.compare(tmp_path / "a.json", tmp_path / "c.json", 1.0)["ok"]  # a block missing
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_dry_run(tmp_path):
+    """``gpu_check.sh --cpu-dry-run`` runs every step of the GPU check on CPU, and the runs agree."""
+    import subprocess
+
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu-dry-run", "--out", str(tmp_path)],
+                       capture_output=True, text=True)
+    res = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert r.returncode == 0, (r.stdout[-2000:], [s for s in res["steps"] if not s["ok"]])
+    names = [s["name"] for s in res["steps"]]
+    assert names == ["tests", "bench_tiny", "run_cpu", "run_gpu", "run_ddp", "compare_gpu", "compare_ddp"]
+    assert res["ok"] and res["dry_run"]
+    bench = next(s for s in res["steps"] if s["name"] == "bench_tiny")["bench"]
+    assert bench["exact_s"] > 0 and bench["tokens"] == 10
+    for name in ("compare_gpu", "compare_ddp"):
+        c = next(s for s in res["steps"] if s["name"] == name)["compare"]
+        assert c["same_data"] and c["numbers"] > 0 and c["max_abs_diff"] <= 1e-5
+    assert "| compare_ddp | yes |" in (tmp_path / "summary.md").read_text()

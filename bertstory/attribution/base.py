@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bertstory.attribution.precision import resolve_dtype
 from bertstory.errors import BertstoryError
 from bertstory.models.families import family_of
 
@@ -58,29 +59,42 @@ class Attribution:
     produces_maps = True  # False only for ``none``: attention statistics alone
 
     def __init__(self, name: str | None = None, wrt: str = "embeddings", head_output: str = "context",
-                 dtype: str = "float32"):
+                 dtype: str = "auto"):
         if wrt not in ("embeddings", "word"):
             raise BertstoryError(f"attribution.wrt must be 'embeddings' or 'word', not {wrt!r}")
         if head_output not in ("context", "projected"):
             raise BertstoryError(f"attribution.head_output must be 'context' or 'projected', not {head_output!r}")
-        if dtype not in DTYPES:
-            raise BertstoryError(f"attribution.dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        if dtype != "auto" and dtype not in DTYPES:
+            raise BertstoryError(f"attribution.dtype must be auto or one of {', '.join(DTYPES)}, not {dtype!r}")
         if name not in (None, self.NAME):
             raise BertstoryError(f"attribution.name={name} is not this config's method ({self.NAME}): choose a method "
                                  "with the config group, e.g. attribution=exact, not with attribution.name")
         self.name = name or self.NAME
         self.wrt = wrt
         self.head_output = head_output
-        self.dtype = dtype
+        self.dtype = dtype  # as requested (may be "auto")
+        self.resolved_dtype: str | None = None if dtype == "auto" else dtype
+
+    def resolve_dtype(self, device: torch.device | str, model_dtype: torch.dtype = torch.float32) -> str:
+        """Fix ``dtype=auto`` for the device the run uses (once: later calls keep the first choice)."""
+        if self.resolved_dtype is None:
+            self.resolved_dtype = resolve_dtype(self.dtype, device, model_dtype)
+        return self.resolved_dtype
+
+    def tangent_dtype(self, model: torch.nn.Module) -> torch.dtype:
+        """The torch dtype of the tangents for ``model`` (resolving ``auto`` on its device the first time)."""
+        p = next(model.parameters())
+        return DTYPES[self.resolve_dtype(p.device, p.dtype)]
 
     def options(self) -> dict[str, Any]:
         """The method's own options, as they appear in the ``method`` block of metrics.json."""
         return {}
 
     def info(self) -> dict[str, Any]:
-        """The ``method`` block of metrics.json (the run adds ``zero_rows``)."""
-        return {"name": self.name, "wrt": self.wrt, "head_output": self.head_output, "dtype": self.dtype,
-                **self.options()}
+        """The ``method`` block of metrics.json (the run adds ``zero_rows``): ``dtype`` is the dtype that
+        ran (``auto`` resolved), ``dtype_requested`` the configured one."""
+        return {"name": self.name, "wrt": self.wrt, "head_output": self.head_output,
+                "dtype": self.resolved_dtype or self.dtype, "dtype_requested": self.dtype, **self.options()}
 
     def scores(self, model: torch.nn.Module, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
         """Raw scores (L, H, n, n) for one segment: ``input_ids`` and ``token_type_ids`` of shape (1, n)."""

@@ -36,9 +36,12 @@ costs a handful of large matmuls and almost no element-wise work:
 - ``head_output=projected`` uses ``||d o W_O^h||^2 = ||d o R_h||^2`` with ``R_h R_h^T = W_O^h W_O^h^T``
   (``d_h x d_h``) instead of projecting to ``d``.
 
-The per-token maps take ``(L-1) n d^2`` values; layers whose maps do not fit the engine's
-``map_budget`` fall back to the plain rules (output projection, LayerNorm, feed-forward with
-the activation's derivative, LayerNorm: same result, more FLOPs).
+The per-token maps take ``(L-1) n d^2`` values and the shifted values ``A_ik (v_k - o_i)``
+``L n^2 d``; the engine's ``map_budget`` holds the maps of the first layers, then the shifted
+values of the first layers with what is left (:func:`held_layers`). Layers whose maps do not fit
+fall back to the plain rules (output projection, LayerNorm, feed-forward with the activation's
+derivative, LayerNorm: same result, more FLOPs); layers whose shifted values do not fit rebuild
+them one head at a time in each chunk (same result, ``n^2 d`` more element-wise work per chunk).
 
 Squared norms go to S2 through a small matmul with the tangents' one-hot token weights, in a
 chunk-local buffer that is added to S2 only when the whole chunk went through (an
@@ -61,7 +64,7 @@ class LayerPlan:
     """What one layer's tangent rules need (one segment, n tokens), in the tangent dtype."""
 
     A: Tensor  # (H, n, n) attention probabilities
-    VA: Tensor  # (H, n_i, n_k, d_h): A_ik (v_k - o_i)
+    VA: Tensor | None  # (H, n_i, n_k, d_h): A_ik (v_k - o_i); None: rebuilt per chunk from v and o
     W_in: Tensor  # fold: (d, Hn + d) [W_q^T k^T | W_v^T]; else (d, 3d) [W_q | W_k | W_v]^T
     W_sT: Tensor | None = None  # fold: (Hn, d) rows (h, i): (W_k^T q_i)^T
     q: Tensor | None = None  # no fold: (H, n, d_h), pre-scaled by 1/sqrt(d_h)
@@ -70,6 +73,8 @@ class LayerPlan:
     N: Tensor | None = None  # (n, d, d) per-token map from the residual tangent to the layer output
     plain: tuple | None = None  # without N: (s1, xhat1, W_1^T, act'(u), W_2^T, s2, xhat2)
     R: Tensor | None = None  # (H, d_h, d_h) projected-norm factor (head_output=projected)
+    v: Tensor | None = None  # without VA: (H, n, d_h) values
+    o: Tensor | None = None  # without VA: (H, n, d_h) head outputs
 
 
 @dataclass
@@ -86,6 +91,16 @@ class FirstLayer:
 def fold_scores(H: int, n: int, d: int) -> bool:
     """Whether the per-token score maps (d x 2Hn per token) are cheaper than q/k tangents (d x 2d shared)."""
     return H * n <= d + n
+
+
+def held_layers(L: int, n: int, d: int, itemsize: int, budget: int | None) -> tuple[int, int]:
+    """``(map_layers, va_layers)``: how many leading layers keep their per-token residual map
+    (``n d^2`` values each, layers 0..L-2) and their shifted values (``n^2 d`` each) within ``budget`` bytes
+    (None: all). The maps come first: they save ``7 d^2`` multiply-adds per tangent row and layer."""
+    if budget is None:
+        return L - 1, L
+    maps = min(L - 1, budget // (n * d * d * itemsize))
+    return maps, min(L, (budget - maps * n * d * d * itemsize) // (n * n * d * itemsize))
 
 
 def layernorm_stats(ln: torch.nn.LayerNorm, r: Tensor) -> tuple[Tensor, Tensor]:
@@ -152,6 +167,11 @@ def residual_map(
     return N
 
 
+def shifted_values(A: Tensor, v: Tensor, o: Tensor) -> Tensor:
+    """``A_ik (v_k - o_i)`` (..., n_i, n_k, d_h) from A (..., n, n), values and head outputs v, o (..., n, d_h)."""
+    return A[..., None] * (v[..., None, :, :] - o[..., :, None, :])
+
+
 def projected_factor(W_o: Tensor, H: int) -> Tensor:
     """``R_h`` (H, d_h, d_h) with ``R_h R_h^T = W_O^h W_O^h^T`` (``W_O^h`` = the (d_h, d) rows acting on head h)."""
     d = W_o.shape[0]
@@ -206,6 +226,7 @@ class Engine:
         self.fold = fold_scores(self.H, self.n, self.d) if fold is None else fold
         self.acc = torch.float64 if dtype == torch.float64 else torch.float32
         self.map_budget = map_budget
+        self.map_layers, self.va_layers = held_layers(self.L, self.n, self.d, dtype.itemsize, map_budget)
         self.plans: list[LayerPlan] = []
         self.first: FirstLayer | None = None
         self._primal(model, x)
@@ -219,7 +240,6 @@ class Engine:
         fam = family_of(model)
         seg = fam.segment(x, torch.ones(x.shape[:2], dtype=torch.long, device=x.device))
         h = x
-        used = 0  # bytes of per-token maps so far
         for idx in range(self.L):
             parts = fam.parts(idx)
             run = fam.run_layer(idx, h, seg)
@@ -239,10 +259,13 @@ class Engine:
                 W_in = torch.cat([s_row.reshape(d, H * n), Wv.T], 1)
             else:
                 W_in = torch.cat([Wq, Wk, Wv], 0).T
+            keep_va = idx < self.va_layers
             plan = LayerPlan(
                 A=A.to(dt),
-                VA=(A[..., None] * (v[:, None, :, :] - o[:, :, None, :])).to(dt),
+                VA=shifted_values(A, v, o).to(dt) if keep_va else None,
                 W_in=W_in.contiguous().to(dt),
+                v=None if keep_va else v.to(dt).contiguous(),
+                o=None if keep_va else o.to(dt).contiguous(),
             )
             if self.fold:
                 plan.W_sT = s_col.reshape(d, H * n).T.contiguous().to(dt)
@@ -268,11 +291,9 @@ class Engine:
                 r2 = parts.ff_out(parts.act(u)) + a
                 plan.W_oT = W_o.T.contiguous().to(dt)
                 r1w, uw, r2w = r1[0].to(work), u[0].to(work), r2[0].to(work)
-                size = n * d * d * dt.itemsize
-                if self.map_budget is None or used + size <= self.map_budget:
+                if idx < self.map_layers:
                     low = dt if dt.itemsize < 4 else None  # bfloat16 maps: their product in bfloat16
                     plan.N = residual_map(parts, r1w, uw, r2w, mm_dtype=low).to(dt)
-                    used += size
                 else:
                     s1, x1 = layernorm_stats(parts.ln1, r1w)
                     s2, x2 = layernorm_stats(parts.ln2, r2w)
@@ -341,7 +362,6 @@ class Engine:
         """
         H, n, d = self.H, self.n, self.d
         Y = X @ plan.W_in  # (nT, C), rows token-major
-        VA = plan.VA.view(H * n, n, -1)  # [(h, i), k, :] A_ik (v_k - o_i)
         if self.fold:
             rowpart = Y[:, : H * n].view(n, T, H, n)  # [i, t, h, k] dq_i . k_k
             colpart = (plan.W_sT @ X.T).view(H * n, n, T).transpose(1, 2)  # [(h, i), t, k] q_i . dk_k
@@ -355,6 +375,14 @@ class Engine:
             dv = Y[:, 2 * d :]
         dv = dv.view(n, T, H, -1).permute(2, 0, 1, 3).reshape(H, n, -1)  # (H, n_k, T*d_h)
         do = torch.bmm(plan.A, dv).view(H * n, T, -1)  # sum_k A_ik dv_k
+        if plan.VA is None:  # one head at a time: VA_h (n, n, d_h) rebuilt from v and o
+            do4, col4 = do.view(H, n, T, -1), colpart.view(H, n, T, n)
+            for h in range(H):
+                VA_h = shifted_values(plan.A[h], plan.v[h], plan.o[h])
+                do4[h].baddbmm_(col4[h], VA_h)
+                do4[h].baddbmm_(rowpart[:, :, h] if self.fold else rowpart.view(H, n, T, n)[h], VA_h)
+            return do4
+        VA = plan.VA.view(H * n, n, -1)  # [(h, i), k, :] A_ik (v_k - o_i)
         do.baddbmm_(colpart, VA)
         if self.fold:
             do4 = do.view(H, n, T, -1)
@@ -391,18 +419,8 @@ class Engine:
         """Memory held by the precomputed matrices."""
         total = 0
         for p in self.plans:
-            for t in (p.A, p.VA, p.W_in, p.W_sT, p.q, p.k, p.W_oT, p.N, p.R, *(p.plain or ())):
+            for t in (p.A, p.VA, p.W_in, p.W_sT, p.q, p.k, p.W_oT, p.N, p.R, p.v, p.o, *(p.plain or ())):
                 if t is not None:
                     total += t.numel() * t.element_size()
         return total
 
-
-def chunk_bytes(n: int, d: int, H: int, d_ff: int, itemsize: int, fold: bool) -> int:
-    """Peak bytes of the live tangent tensors per tangent of a chunk (a generous estimate)."""
-    width = (2 * H * n + d) if fold else 3 * d
-    return itemsize * n * (7 * d + width + 2 * H * n + d_ff) + 8 * 3 * H * n
-
-
-def map_bytes(n: int, d: int, L: int, itemsize: int) -> int:
-    """Bytes of all per-token residual maps of a segment."""
-    return itemsize * (L - 1) * n * d * d

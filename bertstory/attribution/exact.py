@@ -15,6 +15,24 @@ from torch import Tensor
 from bertstory.attribution.forward_mode import ForwardModeAttribution
 
 
+class OneHotRows:
+    """The exact method's tangent rows ``v_(j, c) = E_j e_c`` (row ``j * d_in + c``), built one slice at a
+    time, so a chunk never needs all ``n * d_in`` rows at once (1.2 GB at 512 tokens of bert-base)."""
+
+    def __init__(self, n: int, d_in: int, E: Tensor | None, dtype: torch.dtype, device: torch.device):
+        self.n, self.d_in, self.E, self.dtype, self.device = n, d_in, E, dtype, device
+
+    def __len__(self) -> int:
+        return self.n * self.d_in
+
+    def __getitem__(self, s: slice) -> Tensor:
+        t = torch.arange(len(self), device=self.device)[s]
+        j, c = t // self.d_in, t % self.d_in
+        if self.E is None:
+            return torch.nn.functional.one_hot(c, self.d_in).to(self.dtype)
+        return self.E[j, :, c]  # (T, d): column c of E_j
+
+
 class Exact(ForwardModeAttribution):
     """``s_ij = ||d o_i / d x_j||_F``: n * d_in one-hot tangents."""
 
@@ -23,11 +41,7 @@ class Exact(ForwardModeAttribution):
     def tangents(self, inp, E):
         n, d_in = inp.shape
         rows = torch.arange(n, device=inp.device).repeat_interleave(d_in)
-        if E is None:
-            vecs = torch.eye(d_in, dtype=inp.dtype, device=inp.device).repeat(n, 1)
-        else:
-            vecs = E.permute(0, 2, 1).reshape(n * d_in, -1)  # row (j, c) = E_j[:, c]
-        return rows, vecs, self.weights(inp)
+        return rows, OneHotRows(n, d_in, E, inp.dtype, inp.device), self.weights(inp)
 
     def weights(self, inp: Tensor) -> Tensor:
         """``w`` per tangent (j, c): 1."""

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bertstory.attribution.base import DTYPES, Attribution
+from bertstory.attribution.base import Attribution
 from bertstory.attribution.engine import Engine
 from bertstory.attribution.inputs import input_jacobians
-from bertstory.attribution.memory import auto_chunk, is_oom, map_budget
+from bertstory.attribution.memory import DEFAULT_MEMORY_MB, MemoryPlan, is_oom, plan_memory
 from bertstory.errors import BertstoryError
 from bertstory.models.families import family_of
 from bertstory.models.forward import head_outputs
@@ -33,7 +33,8 @@ ENGINES = ("fast", "jvp")
 class ForwardModeAttribution(Attribution):
     """Build one-row tangents, push them in chunks (halving a chunk that runs out of memory), take roots."""
 
-    def __init__(self, chunk_size: int | None = None, memory_mb: int = 1024, engine: str = "fast", **common: Any):
+    def __init__(self, chunk_size: int | None = None, memory_mb: int = DEFAULT_MEMORY_MB, engine: str = "fast",
+                 **common: Any):
         super().__init__(**common)
         if engine not in ENGINES:
             raise BertstoryError(f"attribution.engine must be 'fast' or 'jvp', not {engine!r}")
@@ -48,11 +49,11 @@ class ForwardModeAttribution(Attribution):
         return {"chunk_size": self.chunk_size, "memory_mb": self.memory_mb, "engine": self.engine}
 
     def tangents(self, inp: Tensor, E: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """All input tangents of a segment: rows (T,), vecs (T, d), weights (T,)."""
+        """All input tangents of a segment: rows (T,), vecs (T, d) (or an object sliced like it), weights (T,)."""
         raise NotImplementedError
 
     def scores(self, model, input_ids, token_type_ids):
-        dtype = DTYPES[self.dtype]
+        dtype = self.tangent_dtype(model)
         with torch.no_grad():
             x, inp, E = input_jacobians(model, input_ids, token_type_ids, self.wrt)
             rows, vecs, weights = self.tangents(inp, E)
@@ -62,7 +63,7 @@ class ForwardModeAttribution(Attribution):
         S2 = torch.zeros(fam.L, fam.H, n, n, dtype=acc, device=x.device)
         generic = self.engine == "jvp" or not fam.fast  # families without a hand-linearised engine
         push = self._jvp_pusher(model, x, dtype) if generic else self._fast_pusher(model, x, dtype)
-        chunk = self.chunk_size or auto_chunk(n, fam, dtype, self.memory_mb, x.device)
+        chunk = self.chunk_size or plan_memory(n, fam, dtype, self.memory_mb, x.device).chunk
         start = 0
         while start < len(rows):
             stop = min(start + chunk, len(rows))
@@ -79,8 +80,13 @@ class ForwardModeAttribution(Attribution):
             start = stop
         return S2.clamp_min(0).sqrt()
 
+    def map_budget(self, plan: MemoryPlan) -> int:
+        """Bytes the fast engine may keep in residual maps and shifted values."""
+        return plan.held_bytes
+
     def _fast_pusher(self, model, x, dtype):
-        engine = Engine(model, x, dtype, self.head_output, map_budget=map_budget(self.memory_mb, x.device))
+        plan = plan_memory(x.shape[1], family_of(model), dtype, self.memory_mb, x.device)
+        engine = Engine(model, x, dtype, self.head_output, map_budget=self.map_budget(plan))
         return engine.push
 
     def _jvp_pusher(self, model, x, dtype):

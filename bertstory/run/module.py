@@ -52,6 +52,10 @@ class AnalysisModule(L.LightningModule):
         if self.cls_id is None or self.sep_id is None:
             raise BertstoryError("the tokenizer has no CLS or SEP token: bertstory analyses BERT-style encoders")
 
+    def on_predict_start(self) -> None:
+        """Fix ``attribution.dtype=auto`` for this process's device before the first batch."""
+        self.method.resolve_dtype(self.device, next(self.encoder.parameters()).dtype)
+
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int = 0) -> dict[str, Tensor | None]:
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
         attention = attention_maps(self.encoder, ids, mask, types)  # (B, L, H, n, n)
