@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bertstory.attribution.base import DTYPES, Attribution, normalise_rows
+from bertstory.attribution.base import Attribution, normalise_rows
 from bertstory.attribution.vectors import LayerVectors, capture
 from bertstory.errors import BertstoryError
 
@@ -35,10 +35,10 @@ def compose(C: Tensor, M: Tensor, normalise_layers: bool = True) -> Tensor:
     return torch.stack(out)
 
 
-def work_dtype(model: torch.nn.Module, dtype: str) -> torch.dtype:
+def work_dtype(model: torch.nn.Module, dtype: torch.dtype) -> torch.dtype:
     """The dtype of the mixing computations: the model's and ``attribution.dtype``'s, at least float32."""
     model_dtype = next(model.parameters()).dtype
-    return torch.promote_types(torch.promote_types(model_dtype, DTYPES[dtype]), torch.float32)
+    return torch.promote_types(torch.promote_types(model_dtype, dtype), torch.float32)
 
 
 class ContextMixing(Attribution):
@@ -65,7 +65,7 @@ class ContextMixing(Attribution):
 
     def matrices(self, model: torch.nn.Module, input_ids: Tensor, token_type_ids: Tensor) -> tuple[Tensor, Tensor]:
         """``C`` (L, H, n, n) and ``M`` (L, n, n) of one segment (1, n), from one hooked forward pass."""
-        vectors = capture(model, input_ids, token_type_ids, work_dtype(model, self.dtype))
+        vectors = capture(model, input_ids, token_type_ids, work_dtype(model, self.tangent_dtype(model)))
         C, M = zip(*(self.layer_matrices(v) for v in vectors), strict=True)
         return torch.stack(C), torch.stack(M)
 

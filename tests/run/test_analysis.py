@@ -43,7 +43,7 @@ def test_default_attribution_is_quick_sketch():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="analyze")
     assert cfg.attribution.name == "sketch" and cfg.attribution.probes == 16
-    assert cfg.attribution.dtype == "bfloat16"
+    assert cfg.attribution.dtype == "auto" and cfg.attribution.probes_kind == "rademacher"
 
 
 def test_experiment_paper_composes():
