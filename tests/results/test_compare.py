@@ -9,7 +9,7 @@ import pytest
 from bertstory.results import RunMetrics
 from bertstory.results.compare import compare, main
 from bertstory.stats.patterns import PATTERNS
-from tests.conftest import ROOT, run_once
+from tests.conftest import ROOT, run_once, shard_maps
 
 NAMES = (
     [f"{block}/patterns/{p}" for block in ("attention", "attribution", "uniform") for p in PATTERNS]
@@ -58,7 +58,10 @@ def test_a_run_against_itself_is_all_zero(runs, tmp_path):
         expected = [[None if v is None else 0.0 for v in row] for row in table(m, name)]
         assert diff == expected, name
         assert result["summary"][name]["max_abs"] in (0.0, None)
-    assert {p.name for p in tmp_path.glob("*.png")} == {n.replace("/", "_") + ".png" for n in NAMES}
+    # one heatmap per table, and the agreement figure of the two runs (same segments)
+    assert {p.name for p in tmp_path.glob("*.png")} == {n.replace("/", "_") + ".png" for n in NAMES} | {"agreement.png"}
+    agreement = json.loads((tmp_path / "agreement.json").read_text())
+    assert agreement["segments"] == len(shard_maps(runs["exact"]))
 
 
 @pytest.mark.slow
