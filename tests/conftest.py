@@ -57,6 +57,16 @@ def minilm():
     return load_encoder("minilm", name="all-MiniLM-L6-v2")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny-tensor tests (use with ``pytest.mark.usefixtures``): on a
+    shared 2-core machine a second OpenMP thread only adds contention (~7x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny64():
     """The ``tiny`` model (seeded random weights) in float64."""

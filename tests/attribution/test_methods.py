@@ -19,8 +19,7 @@ import bertstory.attribution.engine as engine_mod  # noqa: E402
 import bertstory.attribution.forward_mode as forward_mode  # noqa: E402
 from bertstory.attribution import Attribution, normalise_rows  # noqa: E402
 from bertstory.errors import BertstoryError  # noqa: E402
-from bertstory.models import load_encoder  # noqa: E402
-from tests.conftest import CONF_DIR, TINY, hf_head_outputs, hf_inputs, make_method  # noqa: E402
+from tests.conftest import CONF_DIR, hf_head_outputs, hf_inputs, make_method  # noqa: E402
 
 ALL_METHODS = ["exact", "grad_x_input", "sketch", "grad_sum", "rollout", "none",
                "attention_norm", "globenc", "alti", "value_zeroing"]
@@ -40,19 +39,13 @@ OPTS = {
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: these tensors are tiny, and on a shared 2-core machine a second
-    OpenMP thread only adds contention (the suite ran ~7x slower with 2 threads under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return load_encoder("minilm", name="tiny", random_init=True, seed=0, config_overrides=TINY, dtype="float64")
+def tiny(tiny64):
+    """The shared float64 tiny model (conftest)."""
+    return tiny64
 
 
 def encode(tokenizer, a, b=None):

@@ -19,24 +19,19 @@ from bertstory.attribution.mixing import compose
 from bertstory.attribution.norms import row_blocks
 from bertstory.attribution.vectors import capture
 from bertstory.errors import BertstoryError
-from bertstory.models import load_encoder
-from tests.conftest import TINY, make_method
+from tests.conftest import make_method
 
 MIXING = ["attention_norm", "globenc", "alti", "value_zeroing", "rollout"]
 TOL = 1e-8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return load_encoder("minilm", name="tiny", random_init=True, seed=0, config_overrides=TINY, dtype="float64")
+def tiny(tiny64):
+    """The shared float64 tiny model (conftest)."""
+    return tiny64
 
 
 @pytest.fixture(scope="module")

@@ -11,22 +11,15 @@ import torch
 from bertstory.attribution.sketch import orthogonal_probes, rademacher_probes
 from bertstory.errors import BertstoryError
 from tests.attribution.test_methods import TEXTS, encode, jacobian, ref_exact
-from tests.conftest import TINY, make_method
+from tests.conftest import make_method
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    from bertstory.models import load_encoder
-
-    return load_encoder("minilm", name="tiny", random_init=True, seed=0, config_overrides=TINY, dtype="float64")
+def tiny(tiny64):
+    """The shared float64 tiny model (conftest)."""
+    return tiny64
 
 
 @pytest.fixture(scope="module")

@@ -83,12 +83,7 @@ def family_model(request):
     return request.param, make_model(request.param)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def segment(seed: int = 0, n: int = N):

@@ -35,19 +35,13 @@ SENTENCES = [
 # --------------------------------------------------------------------------- fixtures and references
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: these tensors are tiny, and on a shared 2-core machine a second
-    OpenMP thread only adds contention (the suite ran ~7x slower with 2 threads under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return load_encoder("minilm", name="tiny", random_init=True, seed=0, config_overrides=TINY, dtype="float64")
+def tiny(tiny64):
+    """The shared float64 tiny model (conftest)."""
+    return tiny64
 
 
 @pytest.fixture(scope="module")
