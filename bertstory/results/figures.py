@@ -1,6 +1,9 @@
-"""The figures of a run (``figures/*.png`` + ``*.pdf``), drawn on plain ``matplotlib.figure.Figure`` objects.
+"""The figures of a run (``figures/*.png``, and ``*.pdf`` with ``report.formats=[png,pdf]``), drawn on plain
+``matplotlib.figure.Figure`` objects.
 
-Agg rendering and no pyplot state, so drawing never touches a display.
+Agg rendering and no pyplot state, so drawing never touches a display. The figures are independent jobs
+prepared in this process (every tensor already a numpy array) and drawn in forked worker processes where
+the platform can fork (:func:`render`), so the report costs a fraction of its sequential time.
 
 1. ``layer_patterns``: per layer, each pattern's mass under attention, attribution and the
    uniform baseline (head means, with the range over heads shaded lightly and the 95% interval
@@ -17,9 +20,12 @@ With ``attribution=none`` only the attention figures are made.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +38,9 @@ from bertstory.results.run_metrics import RunMetrics
 from bertstory.stats.clustered import Z95
 from bertstory.stats.patterns import PATTERNS
 
-FORMATS = ("png", "pdf")
+DEFAULT_FORMATS = ("png",)
 DPI = 110
+MAX_WORKERS = 4
 
 
 @dataclass
@@ -49,11 +56,12 @@ class FigureFile:
         return self.paths["png"]
 
 
-def save(fig: Figure, out_dir: Path, name: str, caption: str) -> FigureFile:
-    """Write ``fig`` as ``out_dir/name.{png,pdf}``."""
+def save(fig: Figure, out_dir: Path, name: str, caption: str, formats: Sequence[str] = DEFAULT_FORMATS
+         ) -> FigureFile:
+    """Write ``fig`` as ``out_dir/name.{fmt}`` for each of ``formats`` (png first: the report shows it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for fmt in FORMATS:
+    for fmt in formats:
         paths[fmt] = out_dir / f"{name}.{fmt}"
         fig.savefig(paths[fmt], dpi=DPI, bbox_inches="tight")
     return FigureFile(name, caption, paths)
@@ -122,7 +130,8 @@ def choose_heads(metrics: RunMetrics, extra: Sequence[Sequence[int]] = ()) -> li
 # --------------------------------------------------------------------------- figures
 
 
-def fig_layer_patterns(metrics: RunMetrics, out_dir: Path) -> FigureFile:
+def fig_layer_patterns(metrics: RunMetrics, out_dir: Path, formats: Sequence[str] = DEFAULT_FORMATS
+                       ) -> FigureFile:
     """Figure 1: per-layer pattern mass under attention, attribution and uniform, one panel per pattern."""
     layers = np.arange(metrics.layers)
     fig = Figure(figsize=(10, 5.2))
@@ -160,10 +169,11 @@ def fig_layer_patterns(metrics: RunMetrics, out_dir: Path) -> FigureFile:
                   "standard errors" if metrics.has_stderr else "") + ") under "
                "attention" + (", under attribution" if metrics.has_attribution else "")
                + " and under the uniform baseline |p(i)|/n.")
-    return save(fig, out_dir, "layer_patterns", caption)
+    return save(fig, out_dir, "layer_patterns", caption, formats)
 
 
-def fig_heads_js(metrics: RunMetrics, out_dir: Path, marks: Sequence[tuple[int, int]]) -> FigureFile:
+def fig_heads_js(metrics: RunMetrics, out_dir: Path, marks: Sequence[tuple[int, int]],
+                 formats: Sequence[str] = DEFAULT_FORMATS) -> FigureFile:
     """Figure 2a: LxH heatmap of the JS divergence between attention and attribution."""
     L, H = metrics.shape
     fig = Figure(figsize=(max(4.0, 0.5 * H + 1.5), max(2.5, 0.4 * L + 1.2)))
@@ -173,10 +183,11 @@ def fig_heads_js(metrics: RunMetrics, out_dir: Path, marks: Sequence[tuple[int, 
     fig.tight_layout()
     return save(fig, out_dir, "heads_js", "Jensen-Shannon divergence (bits) between each head's attention and "
                                           "attribution rows, token-weighted mean over the corpus. Red boxes: the "
-                                          "heads shown in the segment figures.")
+                                          "heads shown in the segment figures.", formats)
 
 
-def fig_heads_patterns(metrics: RunMetrics, out_dir: Path) -> FigureFile:
+def fig_heads_patterns(metrics: RunMetrics, out_dir: Path, formats: Sequence[str] = DEFAULT_FORMATS
+                       ) -> FigureFile:
     """Figure 2b: LxH heatmaps of each pattern's mass, attention above attribution (one scale per pattern)."""
     L, H = metrics.shape
     blocks = ["attention", "attribution"] if metrics.has_attribution else ["attention"]
@@ -194,10 +205,11 @@ def fig_heads_patterns(metrics: RunMetrics, out_dir: Path) -> FigureFile:
     caption = "Each head's mass on each pattern under attention" + (
         ", with its mass under attribution below it; both maps of a pattern share one colour scale."
         if metrics.has_attribution else ".")
-    return save(fig, out_dir, "heads_patterns", caption)
+    return save(fig, out_dir, "heads_patterns", caption, formats)
 
 
-def fig_segment(segment, heads: list[tuple[str, tuple[int, int]]], out_dir: Path) -> FigureFile:
+def fig_segment(segment, heads: list[tuple[str, tuple[int, int]]], out_dir: Path,
+                formats: Sequence[str] = DEFAULT_FORMATS) -> FigureFile:
     """Figure 3: attention and attribution maps of one segment side by side for the chosen heads."""
     tokens = [str(t) for t in segment.tokens]
     n = len(tokens)
@@ -208,7 +220,7 @@ def fig_segment(segment, heads: list[tuple[str, tuple[int, int]]], out_dir: Path
     fig = Figure(figsize=(panel * len(maps) + 0.6, panel * len(heads)))
     axes = np.array(fig.subplots(len(heads), len(maps), squeeze=False))
     for row, (label, (layer, head)) in enumerate(heads):
-        data = [m[layer, head].float().numpy() for _, m in maps]
+        data = [np.asarray(m[layer, head], dtype=np.float32) for _, m in maps]
         vmax = max(float(d.max()) for d in data) or 1.0
         for col, ((name, _), d) in enumerate(zip(maps, data, strict=True)):
             ax = axes[row, col]
@@ -227,7 +239,7 @@ def fig_segment(segment, heads: list[tuple[str, tuple[int, int]]], out_dir: Path
     caption = (f"Segment {segment.index} ({n} tokens): each row is one head, attention on the left"
                + (", attribution (normalised, w.r.t. input tokens) on the right; both panels of a row share one "
                   "colour scale." if segment.attribution is not None else "."))
-    return save(fig, out_dir, f"segment_{segment.index}", caption)
+    return save(fig, out_dir, f"segment_{segment.index}", caption, formats)
 
 
 def own_share_samples(segments) -> tuple[torch.Tensor | None, int, int]:
@@ -251,9 +263,11 @@ def own_share_quantiles(samples: torch.Tensor) -> torch.Tensor:
     return torch.quantile(samples, torch.tensor([0.25, 0.5, 0.75], dtype=samples.dtype), dim=1).T
 
 
-def fig_own_share(metrics: RunMetrics, samples: torch.Tensor, count: int, tokens: int, out_dir: Path) -> FigureFile:
-    """Figure 4: the own-token share of attribution per layer, median and quartiles."""
-    q = own_share_quantiles(samples).numpy()
+def fig_own_share(metrics: RunMetrics, quartiles: np.ndarray, count: int, tokens: int, out_dir: Path,
+                  formats: Sequence[str] = DEFAULT_FORMATS) -> FigureFile:
+    """Figure 4: the own-token share of attribution per layer, median and quartiles ``(L, 3)`` of
+    :func:`own_share_quantiles`."""
+    q = quartiles
     layers = np.arange(q.shape[0])
     fig = Figure(figsize=(5.5, 3.4))
     ax = fig.subplots()
@@ -279,30 +293,65 @@ def fig_own_share(metrics: RunMetrics, samples: torch.Tensor, count: int, tokens
     caption = (f"Own-token share of attribution a_ii per layer: median and quartiles over every query token and "
                f"head of the {count} segments whose maps were saved ({tokens} tokens; writer.max_segments caps "
                f"them), not the whole corpus. The dotted line is the whole-corpus mean from metrics.json.")
-    return save(fig, out_dir, "own_share", caption)
+    return save(fig, out_dir, "own_share", caption, formats)
 
 
-def make_figures(run: Results, heads: Sequence[Sequence[int]] = (), segments: int = DEFAULT_SEGMENTS
+def as_numpy(segment):
+    """``segment`` with its maps as float32 numpy arrays (what a forked worker draws from, no torch there)."""
+    attribution = None if segment.attribution is None else segment.attribution.float().numpy()
+    return replace(segment, attention=segment.attention.float().numpy(), attribution=attribution)
+
+
+_JOBS: list[Callable[[], FigureFile]] = []  # the jobs a forked worker inherits
+
+
+def _run_job(k: int) -> FigureFile:
+    return _JOBS[k]()
+
+
+def render(jobs: Sequence[Callable[[], FigureFile]], workers: int | None = None) -> list[FigureFile]:
+    """Run the figure jobs, in order of the result: in up to ``workers`` (default: the CPU count, at most
+    MAX_WORKERS) forked processes where the platform can fork, one after the other otherwise."""
+    global _JOBS
+    workers = min(len(jobs), workers or min(os.cpu_count() or 1, MAX_WORKERS))
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [job() for job in jobs]
+    _JOBS = list(jobs)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_run_job, range(len(jobs)), chunksize=1)
+    finally:
+        _JOBS = []
+
+
+def make_figures(run: Results, heads: Sequence[Sequence[int]] = (), segments: int = DEFAULT_SEGMENTS,
+                 formats: Sequence[str] = DEFAULT_FORMATS, workers: int | None = None
                  ) -> tuple[list[FigureFile], list[str]]:
-    """Draw every figure of ``run`` into ``run_dir/figures``; returns the figures and notes on what was left out."""
+    """Draw every figure of ``run`` into ``run_dir/figures`` (see :func:`render` for ``workers``); returns the
+    figures and notes on what was left out."""
     metrics, out_dir = run.metrics, run.run_dir / "figures"
     for old in out_dir.glob("segment_*.*"):
         old.unlink()
     shown = choose_heads(metrics, check_heads(heads, run.layers, run.heads))
     with_attr = metrics.has_attribution
-    figures = [fig_layer_patterns(metrics, out_dir)]
+    job = functools.partial
+    jobs = [job(fig_heads_patterns, metrics, out_dir, formats=formats),  # the largest first
+            job(fig_layer_patterns, metrics, out_dir, formats=formats)]
     if with_attr:
-        figures.append(fig_heads_js(metrics, out_dir, [h for _, h in shown]))
-    figures.append(fig_heads_patterns(metrics, out_dir))
+        jobs.insert(1, job(fig_heads_js, metrics, out_dir, [h for _, h in shown], formats=formats))
     notes = []
     indices = run.indices()
     if not indices:
         notes.append("No maps were saved (writer.max_segments=0): no segment or own-token-share figures.")
     first = sorted(indices)[: max(segments, 0)]
-    by_index = {seg.index: seg for seg in run.segments(first)} if first else {}
-    figures += [fig_segment(by_index[k], shown, out_dir) for k in first]
+    by_index = {seg.index: as_numpy(seg) for seg in run.segments(first)} if first else {}
+    jobs += [job(fig_segment, by_index[k], shown, out_dir, formats=formats) for k in first]
     if with_attr and indices:
         samples, count, tokens = own_share_samples(run.segments())
         if samples is not None:
-            figures.append(fig_own_share(metrics, samples, count, tokens, out_dir))
+            quartiles = own_share_quantiles(samples).numpy()
+            jobs.append(job(fig_own_share, metrics, quartiles, count, tokens, out_dir, formats=formats))
+    figures = render(jobs, workers)
+    order = ["layer_patterns", "heads_js", "heads_patterns"]  # the report's order: per layer, per head, segments
+    figures.sort(key=lambda f: order.index(f.name) if f.name in order else len(order))
     return figures, notes

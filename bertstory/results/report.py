@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bertstory.files import write_text_atomic
 from bertstory.results.figures import FigureFile, make_figures
-from bertstory.results.report_options import ReportOptions
+from bertstory.results.report_options import ReportOptions, check_formats
 from bertstory.results.run import Results
 from bertstory.results.run_metrics import RunMetrics
 from bertstory.results.summary import layer_summary, plus_minus
@@ -147,18 +147,20 @@ def write_html(run: Results, figures: list[FigureFile], notes: list[str]) -> Pat
 
 
 def build(run_dir: str | os.PathLike, metrics: RunMetrics | None = None, cfg: DictConfig | None = None,
-          heads: Sequence[Sequence[int]] | None = None, segments: int | None = None) -> Report:
+          heads: Sequence[Sequence[int]] | None = None, segments: int | None = None,
+          formats: Sequence[str] | None = None) -> Report:
     """Draw the figures and write ``report.html`` for the run in ``run_dir``.
 
     ``metrics``/``cfg`` default to the run's ``metrics.json`` and ``.hydra/config.yaml``;
-    ``heads``/``segments`` default to the config's ``report`` block.
+    ``heads``/``segments``/``formats`` default to the config's ``report`` block.
     """
     run = Results(run_dir, metrics)
     if cfg is not None:
         run.config = cfg
     options = ReportOptions.from_config(run.config)
     figures, notes = make_figures(run, options.heads if heads is None else heads,
-                                  options.segments if segments is None else segments)
+                                  options.segments if segments is None else segments,
+                                  options.formats if formats is None else check_formats(formats))
     return Report(write_html(run, figures, notes), figures)
 
 
@@ -187,9 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heads", nargs="*", type=parse_head, default=None, metavar="L,H",
                         help="extra heads for the segment figures (default: the run's report.heads)")
     parser.add_argument("--segments", type=int, default=None, help="how many segments get figures")
+    parser.add_argument("--formats", nargs="+", default=None, metavar="FMT",
+                        help="figure files besides png: pdf, svg (default: the run's report.formats)")
     args = parser.parse_args(argv)
     with user_errors():
-        report = build(args.run_dir, heads=args.heads, segments=args.segments)
+        report = build(args.run_dir, heads=args.heads, segments=args.segments, formats=args.formats)
     print(f"{len(report.figures)} figures in {report.html.parent / 'figures'}; report: {report.html}")
 
 

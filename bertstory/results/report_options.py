@@ -10,15 +10,19 @@ from omegaconf import DictConfig, OmegaConf
 from bertstory.errors import BertstoryError
 
 DEFAULT_SEGMENTS = 3
+DEFAULT_FORMATS = ["png"]
+FORMATS = ("png", "pdf", "svg")
 
 
 @dataclass
 class ReportOptions:
-    """``report.enabled``, ``report.heads`` (extra ``[layer, head]`` pairs, 0-based) and ``report.segments``."""
+    """``report.enabled``, ``report.heads`` (extra ``[layer, head]`` pairs, 0-based), ``report.segments`` and
+    ``report.formats`` (the figure files: png always, pdf and svg on request)."""
 
     enabled: bool = True
     heads: list[list[int]] = field(default_factory=list)
     segments: int = DEFAULT_SEGMENTS
+    formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
 
     @classmethod
     def from_config(cls, cfg: DictConfig | None) -> ReportOptions:
@@ -28,7 +32,17 @@ class ReportOptions:
             return cls()
         values = OmegaConf.to_container(block, resolve=True)
         return cls(enabled=bool(values.get("enabled", True)), heads=list(values.get("heads") or []),
-                   segments=int(values.get("segments", DEFAULT_SEGMENTS)))
+                   segments=int(values.get("segments", DEFAULT_SEGMENTS)),
+                   formats=check_formats(values.get("formats") or DEFAULT_FORMATS))
+
+
+def check_formats(formats: Sequence[str] | str) -> list[str]:
+    """Validate ``report.formats``; png is always written (report.html and W&B show it) and comes first."""
+    formats = [formats] if isinstance(formats, str) else list(formats)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise BertstoryError(f"report.formats has {bad}: choose from {list(FORMATS)}, e.g. report.formats=[png,pdf]")
+    return ["png"] + [f for f in dict.fromkeys(formats) if f != "png"]
 
 
 def check_heads(heads: Sequence[Sequence[int]], layers: int, n_heads: int) -> list[tuple[int, int]]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bertstory.results import RunMetrics, load, report
-from bertstory.results.figures import choose_heads, own_share_quantiles, own_share_samples
+from bertstory.results.figures import choose_heads, make_figures, own_share_quantiles, own_share_samples
 from bertstory.stats.patterns import PATTERNS
 from tests.conftest import ROOT, analyze, run_once, shard_maps
 
@@ -69,14 +69,46 @@ def head_layer_mean(table) -> list[float]:
     return [sum(row) / len(row) for row in table]
 
 
+FIGURES = {"layer_patterns", "heads_js", "heads_patterns", "own_share", "segment_0", "segment_1", "segment_2"}
+
+
 @pytest.mark.slow
-def test_run_leaves_figures_in_png_and_pdf(exact_run):
-    names = {"layer_patterns", "heads_js", "heads_patterns", "own_share", "segment_0", "segment_1", "segment_2"}
+def test_run_leaves_png_figures(exact_run):
     figs = exact_run / "figures"
-    assert {p.stem for p in figs.iterdir()} == names
-    for name in names:
+    assert {p.name for p in figs.iterdir()} == {f"{name}.png" for name in FIGURES}
+    for name in FIGURES:
+        assert (figs / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def copy_run(run: Path, to: Path) -> Path:
+    """metrics.json, the shards and the config of ``run`` (no figures) in ``to``."""
+    to.mkdir()
+    shutil.copy(run / "metrics.json", to)
+    shutil.copytree(run / "maps", to / "maps")
+    shutil.copytree(run / ".hydra", to / ".hydra")
+    return to
+
+
+@pytest.mark.slow
+def test_forked_workers_draw_the_same_figures_as_one_process(exact_run, tmp_path):
+    one, two = copy_run(exact_run, tmp_path / "one"), copy_run(exact_run, tmp_path / "two")
+    serial, _ = make_figures(load(one), workers=1)
+    forked, _ = make_figures(load(two), workers=2)
+    assert [f.name for f in forked] == [f.name for f in serial]  # the report's order
+    assert {f.name for f in serial} == FIGURES
+    for a, b in zip(serial, forked, strict=True):
+        assert a.png.read_bytes() == b.png.read_bytes(), a.name
+
+
+@pytest.mark.slow
+def test_report_formats_add_pdf_and_svg(exact_run, tmp_path):
+    run = copy_run(exact_run, tmp_path / "run")
+    report.main([str(run), "--formats", "pdf", "svg"])
+    figs = run / "figures"
+    for name in FIGURES:
         assert (figs / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (figs / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+        assert b"<svg" in (figs / f"{name}.svg").read_bytes()[:2000]
 
 
 @pytest.mark.slow
@@ -192,11 +224,7 @@ def test_wandb_gets_images_and_line_charts(exact_run):
 
 @pytest.mark.slow
 def test_report_cli_rebuilds_from_a_finished_run(exact_run, tmp_path):
-    copy = tmp_path / "run"
-    copy.mkdir()
-    shutil.copy(exact_run / "metrics.json", copy)
-    shutil.copytree(exact_run / "maps", copy / "maps")
-    shutil.copytree(exact_run / ".hydra", copy / ".hydra")
+    copy = copy_run(exact_run, tmp_path / "run")
     r = subprocess.run([sys.executable, "-m", "bertstory.report", str(copy), "--segments", "1", "--heads", "0,3"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -206,7 +234,8 @@ def test_report_cli_rebuilds_from_a_finished_run(exact_run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args,needle", [(["EMPTY"], "metrics.json"), (["RUN", "--heads", "7,0"], "report.heads")])
+@pytest.mark.parametrize("args,needle", [(["EMPTY"], "metrics.json"), (["RUN", "--heads", "7,0"], "report.heads"),
+                                         (["RUN", "--formats", "jpg"], "report.formats")])
 def test_report_cli_errors_are_one_line(exact_run, tmp_path, capsys, args, needle):
     run = tmp_path / "run"
     shutil.copytree(exact_run, run, ignore=shutil.ignore_patterns("wandb"))
@@ -253,3 +282,13 @@ def test_report_links_the_viewer(exact_run):
     page = parse(exact_run / "report.html")
     assert ("a", {"href": "viewer.html"}) in page.tags
     assert (exact_run / "viewer.html").is_file()
+
+
+def test_report_formats_always_start_with_png_and_refuse_unknown_ones():
+    from bertstory.errors import BertstoryError
+    from bertstory.results.report_options import check_formats
+
+    assert check_formats(["pdf", "png", "pdf"]) == ["png", "pdf"]
+    assert check_formats("svg") == ["png", "svg"]
+    with pytest.raises(BertstoryError, match=r"report.formats has \['jpg'\]"):
+        check_formats(["jpg"])
