@@ -39,6 +39,8 @@ from bertstory.attribution.memory import plan_memory  # noqa: E402
 from bertstory.attribution.sketch import Sketch  # noqa: E402
 from bertstory.models import load_encoder  # noqa: E402
 
+METHODS = ("exact_float32", "sketch_float32", "exact_bfloat16")
+
 
 def setup(method, model, ids, tt):
     """The method's tangents and the engine's primal pass, as ``scores()`` builds them."""
@@ -94,19 +96,23 @@ def run(args) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with PeakMemory(device) as load:
-        enc = load_encoder("minilm", name="bert_base_random", **MODELS["bert_base_random"])
+        spec = dict(MODELS[args.model])
+        enc = load_encoder(spec.pop("name_or_path", "minilm"), name=args.model, **spec)
         model = enc.model.to(device)
     model_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
     n = args.tokens
     ids, tt, _ = find_segment(enc.tokenizer, n)
     ids, tt = ids.to(device), tt.to(device)
-    out = dict(model="bert_base_random", tokens=n, device=device.type, threads=torch.get_num_threads(),
+    out = dict(model=args.model, tokens=n, device=device.type, threads=torch.get_num_threads(),
                model_mb=model_mb, model_load_rss_mb=load.mb, loadavg=os.getloadavg(), results={})
     kw = dict(memory_mb=args.memory_mb) if args.memory_mb else {}
-    methods = {"exact_float32": Exact(dtype="float32", **kw),
-               f"sketch{args.probes}_float32": Sketch(probes=args.probes, dtype="float32", **kw)}
-    for name, method in methods.items():
-        out["results"][name] = measure(method, model, ids, tt, args.chunks, args.whole_under, warmup=args.warmup)
+    methods = {"exact_float32": lambda: Exact(dtype="float32", **kw),
+               "sketch_float32": lambda: Sketch(probes=args.probes, dtype="float32", **kw),
+               "exact_bfloat16": lambda: Exact(dtype="bfloat16", **kw)}
+    for key in args.methods:
+        name = key.replace("sketch", f"sketch{args.probes}")
+        r = measure(methods[key](), model, ids, tt, args.chunks, args.whole_under, warmup=args.warmup)
+        out["results"][name] = {**r, "loadavg": os.getloadavg()}
         print(name, json.dumps(out["results"][name]), flush=True)
     if args.bf16_tangents:
         r = measure(Exact(dtype="bfloat16", **kw), model, ids, tt, 1, 0.0, chunk_size=args.bf16_tangents, warmup=0)
@@ -140,7 +146,7 @@ def summarize(paths: list[Path]) -> str:
                    if m["extrapolated"] else "whole segment")
             lines.append(f"| {r['tokens']} | {name} | {human(m['seconds'])} ({how}) | {human(m['cpu_seconds'])} "
                          f"| {m['setup_s']:.1f} s | {m['chunk']} | {m['peak_mb']:.0f} | {m['memory_mb']} "
-                         f"| {r['loadavg'][0]:.1f} |")
+                         f"| {m.get('loadavg', r['loadavg'])[0]:.1f} |")
     lines.append("")
     for name in names:
         for key in ("seconds", "cpu_seconds"):
@@ -154,13 +160,18 @@ def summarize(paths: list[Path]) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tokens", type=int, default=128)
+    p.add_argument("--model", choices=sorted(MODELS), default="bert_base_random")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--probes", type=int, default=32)
     p.add_argument("--chunks", type=int, default=1, help="timed chunks")
     p.add_argument("--warmup", type=int, default=1, help="untimed chunks before them")
     p.add_argument("--whole-under", type=float, default=150.0, help="run whole segments predicted under this (s)")
     p.add_argument("--memory-mb", type=int, default=None, help="attribution.memory_mb (default: the method's)")
-    p.add_argument("--bf16-tangents", type=int, default=0, help="also time one chunk of this many bf16 tangents")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS[:2]),
+                   help="what to measure (exact_bfloat16: where bf16 matmuls are fast)")
+    p.add_argument("--bf16-tangents", type=int, default=0,
+                   help="also time one chunk of this many bf16 tangents (CPUs without bf16 units)")
+    p.add_argument("--merge", action="store_true", help="add the results to those already in --json")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--summarize", type=Path, nargs="+", default=None, help="print the table of these JSON files")
@@ -169,6 +180,9 @@ def main(argv=None):
         print(summarize(args.summarize))
         return None
     res = run(args)
+    if args.json and args.merge and args.json.is_file():
+        old = json.loads(args.json.read_text())
+        res = {**old, "results": {**old["results"], **res["results"]}}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2) + "\n")

@@ -206,3 +206,72 @@ def test_gpu_check_cpu_dry_run(tmp_path):
         c = next(s for s in res["steps"] if s["name"] == name)["compare"]
         assert c["same_data"] and c["numbers"] > 0 and c["max_abs_diff"] <= 1e-5
     assert "| compare_ddp | yes |" in (tmp_path / "summary.md").read_text()
+
+
+# --------------------------------------------------------------------------- the other benchmarks (smoke runs on tiny)
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_long_segments_extrapolates_from_timed_chunks_and_merges(tmp_path, capsys):
+    long = load_script("long_segments")
+    out = tmp_path / "10.json"
+    base = ["--model", "tiny", "--tokens", "10", "--warmup", "0", "--chunks", "1", "--json", str(out)]
+    long.main([*base, "--whole-under", "0", "--memory-mb", "64"])
+    first = json.loads(out.read_text())
+    assert first["model"] == "tiny" and first["tokens"] == 10 and set(first["results"]) == {"exact_float32",
+                                                                                             "sketch32_float32"}
+    r = first["results"]["exact_float32"]
+    assert r["extrapolated"] is True and r["tangents"] == 10 * 32 and 0 < r["tangents_timed"] <= r["chunk"]
+    assert r["seconds"] == pytest.approx(r["setup_s"] + r["tangents"] * r["s_per_tangent"])
+    assert r["memory_mb"] == 64 and r["peak_mb"] >= 0
+    long.main([*base, "--whole-under", "1e9", "--methods", "exact_bfloat16", "--merge"])
+    merged = json.loads(out.read_text())["results"]
+    assert set(merged) == {"exact_float32", "sketch32_float32", "exact_bfloat16"}
+    assert merged["exact_float32"] == r and merged["exact_bfloat16"]["extrapolated"] is False
+    assert merged["exact_bfloat16"]["dtype"] == "bfloat16"
+    capsys.readouterr()
+    long.main(["--summarize", str(out)])
+    table = capsys.readouterr().out
+    assert "| 10 | exact_float32 |" in table and "extrapolated: " in table and "whole segment" in table
+
+
+def test_growth_exponent_is_the_log_log_slope():
+    long = load_script("long_segments")
+    ns = [32, 64, 128, 256, 512]
+    assert long.fit_exponent(ns, [3.0 * n**2.5 for n in ns]) == pytest.approx(2.5)
+    assert long.fit_exponent([1, 2], [5.0, 5.0]) == pytest.approx(0.0)
+
+
+def test_probe_curves_orthogonal_is_exact_at_m_equal_d():
+    """tiny has d = 32: 32 orthogonal probes per token span the input space (exact); 32 Rademacher do not."""
+    probes = load_script("probes")
+    res = probes.main(["--model", "tiny", "--segments", "1", "--max-length", "10", "--probes", "4", "32"])
+    curves = {kind: {row["probes"]: row for row in rows} for kind, rows in res["curves"].items()}
+    assert set(curves) == {"rademacher", "orthogonal"}
+    assert curves["orthogonal"][32]["max_abs_err"] < 1e-4
+    assert curves["rademacher"][32]["max_abs_err"] > 1e-3
+    for kind in curves:
+        assert curves[kind][4]["mean_js_bits"] > curves[kind][32]["mean_js_bits"] >= 0
+
+
+@pytest.mark.slow
+def test_overhead_split_adds_up_to_the_run(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "overhead.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "overhead.py"), "model=tiny", "data.limit=4",
+                        "logger=none", "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads(out.read_text())
+    parts = data["parts_s"]
+    assert set(parts) >= {"attribute", "attention", "statistics", "shards", "report", "viewer", "logger"}
+    assert sum(parts.values()) == pytest.approx(data["run_s"])
+    assert parts["attribute"] > 0 and parts["report"] > 0 and parts["viewer"] > 0
+    assert data["outside_share"] == pytest.approx(1 - parts["attribute"] / data["run_s"])
