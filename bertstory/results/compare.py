@@ -6,7 +6,8 @@ entropies, own-token share, discrepancies) it writes ``DIR/differences.json`` wi
 ``attention_patterns_cls.png``). When both runs kept per-segment statistics and are over the same
 segments, it also tests every difference (:mod:`bertstory.results.paired`): ``DIR/compare.json``
 holds each head's difference, paired standard error, p-value and whether it survives
-Benjamini-Hochberg at 5%, and the heatmaps outline the heads that do.
+Benjamini-Hochberg at 5%, and the heatmaps outline the heads that do; it prints the headline statistics'
+layer means side by side (:func:`side_by_side`, a Markdown table: A, B and B - A ± its paired SE).
 Typical uses: a model before and after fine-tuning, two models of the same shape, two methods.
 Runs of different shapes (layers x heads) cannot be compared head by head.
 
@@ -111,6 +112,28 @@ def write(result: dict, out_dir: str | os.PathLike, run_a: str, run_b: str, pair
     return paths
 
 
+HEADLINE = {"discrepancy/js": "JS (bits)", "discrepancy/tv": "TV", "discrepancy/top1": "top-1",
+            "discrepancy/spearman": "Spearman", "attribution/self": "own-token share", "attribution/patterns/cls":
+            "attribution to [CLS]"}
+
+
+def side_by_side(a: RunMetrics, b: RunMetrics, paired: dict, names: dict[str, str] = HEADLINE) -> str:
+    """Markdown: per headline table, its layer means (head means) in run A, in run B, and ``B - A ± paired SE``
+    from ``compare.json`` (``*``: significant, Benjamini-Hochberg 5% over all layers of all tables)."""
+    layers = range(a.layers)
+    out = ["| table | run | " + " | ".join(f"L{layer}" for layer in layers) + " |", "|---" * (a.layers + 2) + "|"]
+    for name, title in names.items():
+        if name not in paired["tables"]:
+            continue
+        lm = paired["tables"][name]["layer_means"]
+        for run, metrics in (("A", a), ("B", b)):
+            out.append(f"| {title} | {run} | " + " | ".join(f"{v:.3f}" for v in metrics.layer_means(name)) + " |")
+        diffs = [f"{d:+.4f} ± {e:.4f}{'*' if sig else ''}"
+                 for d, e, sig in zip(lm["difference"], lm["stderr"], lm["significant"], strict=True)]
+        out.append(f"| {title} | B - A | " + " | ".join(diffs) + " |")
+    return "\n".join(out)
+
+
 def pair(run_a: str, run_b: str, out: str) -> None:
     """The two-run part of ``main``: differences, their paired test (when per-segment statistics exist), heatmaps."""
     a, b = load(run_a), load(run_b)
@@ -132,6 +155,9 @@ def pair(run_a: str, run_b: str, out: str) -> None:
         changed = {n: t["significant_heads"] for n, t in paired["tables"].items() if t["significant_heads"]}
         print(f"heads that differ significantly (paired over {paired['segments']} segments, BH 5%): "
               + (", ".join(f"{n} {c}" for n, c in changed.items()) if changed else "none"))
+        print(f"\nlayer means, A = {label(result['a'])}, B = {label(result['b'])} "
+              "(B - A ± paired SE; * significant, BH 5%):\n")
+        print(side_by_side(a.metrics, b.metrics, paired))
 
 
 def main(argv: list[str] | None = None) -> None:

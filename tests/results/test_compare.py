@@ -89,6 +89,20 @@ def test_differences_are_b_minus_a_per_head(runs, tmp_path, capsys):
         assert result["summary"][name]["max_abs"] == pytest.approx(max(flat))
     assert nonzero > 100  # another seed and method: the tables really differ
     assert "26 tables compared" in stdout
+    # the side-by-side table: A and B rows are the head means of each metrics.json, B - A comes from compare.json
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in stdout.splitlines()
+             if line.startswith("| JS (bits) |")]
+    rows = {tuple(c[:2]): c[2:] for c in cells}
+    paired = json.loads((tmp_path / "compare.json").read_text())["tables"]["discrepancy/js"]["layer_means"]
+    for layer in range(2):
+        mean_a = sum(table(a, "discrepancy/js")[layer]) / 4
+        mean_b = sum(table(b, "discrepancy/js")[layer]) / 4
+        assert float(rows[("JS (bits)", "A")][layer]) == pytest.approx(mean_a, abs=5e-4)
+        assert float(rows[("JS (bits)", "B")][layer]) == pytest.approx(mean_b, abs=5e-4)
+        diff, se = rows[("JS (bits)", "B - A")][layer].rstrip("*").split(" ± ")
+        assert float(diff) == pytest.approx(mean_b - mean_a, abs=5e-4)
+        assert float(diff) == pytest.approx(paired["difference"][layer], abs=5e-5)
+        assert float(se) == pytest.approx(paired["stderr"][layer], abs=5e-5)
 
 
 def test_tables_missing_in_one_run_are_listed():
