@@ -13,8 +13,8 @@ by wrapping the functions the run calls:
   handing the batch to the background writer);
 - ``statistics``: the rest of ``predict_step`` (finite checks, pattern masks, metric updates);
 - ``predict other``: the rest of ``trainer.predict`` (data loading, Lightning's loop, the writer's wait);
-- ``metrics``: computing the statistics and writing metrics.json; ``viewer``: viewer.html; ``report``: figures
-  and report.html;
+- ``metrics``: computing the statistics and writing metrics.json; ``report``: figures and report.html;
+  ``viewer``: the wait for viewer.html beyond the figures (it is built in a forked process beside them);
   ``logger``: sending the results to W&B and finishing the W&B run; ``other``: the rest of ``run()``.
 
 ``outside`` is everything but ``attribute``, as a share of ``run()``'s wall time.
@@ -72,8 +72,9 @@ def instrument() -> None:
     wrap(module.AnalysisModule, "predict_step", "predict_step")
     wrap(MapWriter, "write_on_batch_end", "shards")
     wrap(lightning.Trainer, "predict", "predict")
-    wrap(analysis, "build_report", "report")
-    wrap(analysis, "build_viewer", "viewer")
+    wrap(analysis, "draw_report", "report")
+    wrap(analysis, "write_report", "report")
+    wrap(analysis, "finish", "finish")
     wrap(analysis, "log_results", "logger")
     wrap(analysis, "finish_wandb_run", "logger")
     wrap(analysis.RunMetrics, "write", "metrics")
@@ -90,11 +91,11 @@ def split(spans: dict[str, float]) -> dict[str, float]:
         "shards": spans["shards"],
         "predict other": spans["predict"] - spans["predict_step"] - spans["shards"],
         "metrics": spans["metrics"],
-        "viewer": spans["viewer"],
+        "viewer": spans["finish"] - spans["report"] - spans["logger"],
         "report": spans["report"],
         "logger": spans["logger"],
     }
-    before = spans["run"] - spans["predict"] - spans["metrics"] - spans["viewer"] - spans["report"] - spans["logger"]
+    before = spans["run"] - spans["predict"] - spans["metrics"] - spans["finish"]
     parts["setup and other"] = before
     return parts
 

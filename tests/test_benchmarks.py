@@ -273,5 +273,5 @@ def test_overhead_split_adds_up_to_the_run(tmp_path):
     parts = data["parts_s"]
     assert set(parts) >= {"attribute", "attention", "statistics", "shards", "report", "viewer", "logger"}
     assert sum(parts.values()) == pytest.approx(data["run_s"])
-    assert parts["attribute"] > 0 and parts["report"] > 0 and parts["viewer"] > 0
+    assert parts["attribute"] > 0 and parts["report"] > 0 and parts["viewer"] >= -1e-6  # viewer: the wait beyond
     assert data["outside_share"] == pytest.approx(1 - parts["attribute"] / data["run_s"])

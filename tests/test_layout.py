@@ -17,7 +17,7 @@ PACKAGE = ROOT / "bertstory"
 
 # Each stage may import its own modules and those of the layers below it, never above.
 LAYERS = [
-    {"errors", "files", "compat", "cli"},  # plumbing every stage uses
+    {"errors", "files", "compat", "cli", "forking"},  # plumbing every stage uses
     {"data", "models", "stats"},  # what a run reads and the formulas it applies
     {"attribution"},  # methods, on top of the models
     {"results"},  # the stored run: metrics.json, shards, summaries, figures, report

@@ -3,7 +3,7 @@
 
 Agg rendering and no pyplot state, so drawing never touches a display. The figures are independent jobs
 prepared in this process (every tensor already a numpy array) and drawn in forked worker processes where
-the platform can fork (:func:`render`), so the report costs a fraction of its sequential time.
+the platform can fork (:mod:`bertstory.forking`), so the report costs a fraction of its sequential time.
 
 1. ``layer_patterns``: per layer, each pattern's mass under attention, attribution and the
    uniform baseline (head means, with the range over heads shaded lightly and the 95% interval
@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
-import multiprocessing
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from bertstory.forking import run_all
 from bertstory.results.report_options import DEFAULT_SEGMENTS, check_heads
 from bertstory.results.run import Results
 from bertstory.results.run_metrics import RunMetrics
@@ -40,7 +39,6 @@ from bertstory.stats.patterns import PATTERNS
 
 DEFAULT_FORMATS = ("png",)
 DPI = 110
-MAX_WORKERS = 4
 
 
 @dataclass
@@ -302,33 +300,11 @@ def as_numpy(segment):
     return replace(segment, attention=segment.attention.float().numpy(), attribution=attribution)
 
 
-_JOBS: list[Callable[[], FigureFile]] = []  # the jobs a forked worker inherits
-
-
-def _run_job(k: int) -> FigureFile:
-    return _JOBS[k]()
-
-
-def render(jobs: Sequence[Callable[[], FigureFile]], workers: int | None = None) -> list[FigureFile]:
-    """Run the figure jobs, in order of the result: in up to ``workers`` (default: the CPU count, at most
-    MAX_WORKERS) forked processes where the platform can fork, one after the other otherwise."""
-    global _JOBS
-    workers = min(len(jobs), workers or min(os.cpu_count() or 1, MAX_WORKERS))
-    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [job() for job in jobs]
-    _JOBS = list(jobs)
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(_run_job, range(len(jobs)), chunksize=1)
-    finally:
-        _JOBS = []
-
-
 def make_figures(run: Results, heads: Sequence[Sequence[int]] = (), segments: int = DEFAULT_SEGMENTS,
                  formats: Sequence[str] = DEFAULT_FORMATS, workers: int | None = None
                  ) -> tuple[list[FigureFile], list[str]]:
-    """Draw every figure of ``run`` into ``run_dir/figures`` (see :func:`render` for ``workers``); returns the
-    figures and notes on what was left out."""
+    """Draw every figure of ``run`` into ``run_dir/figures``, in up to ``workers`` forked processes
+    (:func:`bertstory.forking.run_all`); returns the figures and notes on what was left out."""
     metrics, out_dir = run.metrics, run.run_dir / "figures"
     for old in out_dir.glob("segment_*.*"):
         old.unlink()
@@ -351,7 +327,7 @@ def make_figures(run: Results, heads: Sequence[Sequence[int]] = (), segments: in
         if samples is not None:
             quartiles = own_share_quantiles(samples).numpy()
             jobs.append(job(fig_own_share, metrics, quartiles, count, tokens, out_dir, formats=formats))
-    figures = render(jobs, workers)
+    figures = run_all(jobs, workers)
     order = ["layer_patterns", "heads_js", "heads_patterns"]  # the report's order: per layer, per head, segments
     figures.sort(key=lambda f: order.index(f.name) if f.name in order else len(order))
     return figures, notes

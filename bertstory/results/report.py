@@ -154,6 +154,15 @@ def build(run_dir: str | os.PathLike, metrics: RunMetrics | None = None, cfg: Di
     ``metrics``/``cfg`` default to the run's ``metrics.json`` and ``.hydra/config.yaml``;
     ``heads``/``segments``/``formats`` default to the config's ``report`` block.
     """
+    figures, notes, run = draw(run_dir, metrics, cfg, heads, segments, formats)
+    return Report(write_html(run, figures, notes), figures)
+
+
+def draw(run_dir: str | os.PathLike, metrics: RunMetrics | None = None, cfg: DictConfig | None = None,
+         heads: Sequence[Sequence[int]] | None = None, segments: int | None = None,
+         formats: Sequence[str] | None = None) -> tuple[list[FigureFile], list[str], Results]:
+    """The figures of :func:`build` without the page: ``(figures, notes, run)``; :func:`write_html` then writes
+    ``report.html`` (an analysis run builds its viewer in between, beside the figures)."""
     run = Results(run_dir, metrics)
     if cfg is not None:
         run.config = cfg
@@ -161,7 +170,7 @@ def build(run_dir: str | os.PathLike, metrics: RunMetrics | None = None, cfg: Di
     figures, notes = make_figures(run, options.heads if heads is None else heads,
                                   options.segments if segments is None else segments,
                                   options.formats if formats is None else check_formats(formats))
-    return Report(write_html(run, figures, notes), figures)
+    return figures, notes, run
 
 
 # --------------------------------------------------------------------------- CLI

@@ -18,8 +18,10 @@ from omegaconf import DictConfig
 from bertstory.attribution import Attribution, build_method
 from bertstory.cli import check_writable
 from bertstory.errors import BertstoryError
+from bertstory.forking import beside
 from bertstory.models import Encoder
-from bertstory.results.report import build as build_report
+from bertstory.results.report import draw as draw_report
+from bertstory.results.report import write_html as write_report
 from bertstory.results.report_options import ReportOptions, check_heads
 from bertstory.results.run_metrics import SCHEMA, RunMetrics
 from bertstory.results.summary import format_table
@@ -103,13 +105,15 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike) -> dict | None:
 
 
 def finish(cfg: DictConfig, run_dir: Path, metrics: RunMetrics, logger) -> None:
-    """After metrics.json: viewer.html, the report (figures, report.html linking the viewer) and the logger."""
-    print(build_viewer(run_dir, cfg))
-    figures = []
-    if ReportOptions.from_config(cfg).enabled:
-        report = build_report(run_dir, metrics, cfg)
-        figures = report.figures
-        print(f"report: {report.html}")
+    """After metrics.json: viewer.html (in a forked process, beside the figures), the report (figures, then
+    report.html linking the viewer) and the logger."""
+    figures, notes, run = [], [], None
+    with beside(build_viewer, run_dir, cfg) as viewer:
+        if ReportOptions.from_config(cfg).enabled:
+            figures, notes, run = draw_report(run_dir, metrics, cfg)
+    print(viewer.get())
+    if run is not None:
+        print(f"report: {write_report(run, figures, notes)}")
     if logger is not None:
         log_results(logger, cfg, metrics, figures)
         finish_wandb_run(logger)  # the next job of a multirun gets a W&B run of its own
