@@ -2,13 +2,14 @@
 
 Fork, not spawn: a child inherits the imported modules and the data already in memory, so a job starts in
 milliseconds. A child sets torch to one thread first (as DataLoader workers do: OpenMP's thread pool does not
-survive a fork). Where the platform cannot fork, or one core is all there is, the jobs run in this process.
+survive a fork). Elsewhere than on Linux, or with one core, the jobs run in this process, one after another.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +25,8 @@ def cores() -> int:
 
 
 def can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods() and cores() > 1
+    """Linux with two cores or more (macOS can fork, but system libraries there are not safe after a fork)."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() and cores() > 1
 
 
 def _one_thread() -> None:
