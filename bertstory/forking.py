@@ -8,7 +8,9 @@ survive a fork). Elsewhere than on Linux, or with one core, the jobs run in this
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.pool
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,10 +31,27 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() and cores() > 1
 
 
-def _one_thread() -> None:
+def _child_setup() -> None:
+    """A forked worker: one torch thread, and the default signal handlers back (a parent's handlers, such as
+    submitit's for SIGTERM, would keep the worker alive when its pool shuts down)."""
     import torch
 
     torch.set_num_threads(1)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+@contextmanager
+def _pool(workers: int) -> Iterator[multiprocessing.pool.Pool]:
+    """A pool of forked workers that ends by letting them finish (close and join); terminated on an error."""
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_child_setup)
+    try:
+        yield pool
+    except BaseException:
+        pool.terminate()
+        raise
+    pool.close()
+    pool.join()
 
 
 def _run_job(k: int) -> Any:
@@ -49,7 +68,7 @@ def run_all(jobs: Sequence[Callable[[], Any]], workers: int | None = None) -> li
         return [job() for job in jobs]
     _JOBS = list(jobs)
     try:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool:
+        with _pool(workers) as pool:
             return pool.map(_run_job, range(len(jobs)), chunksize=1)
     finally:
         _JOBS = []
@@ -79,7 +98,7 @@ def beside(fn: Callable[..., Any], *args: Any) -> Iterator[Pending]:
         yield pending
         pending.get()
         return
-    with multiprocessing.get_context("fork").Pool(1, initializer=_one_thread) as pool:
+    with _pool(1) as pool:
         pending = Pending(async_result=pool.apply_async(fn, args))
         yield pending
         pending.get()  # before the pool is closed

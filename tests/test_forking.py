@@ -1,6 +1,7 @@
 """bertstory.forking: jobs in forked processes give what they give in this process, in order, errors raised."""
 
 import os
+import time
 
 import pytest
 import torch
@@ -60,3 +61,30 @@ def test_without_fork_everything_runs_here(monkeypatch):
     with forking.beside(pid_and_square, 6) as pending:
         pass
     assert pending.get()[:2] == (os.getpid(), 36)
+
+
+@needs_fork
+def test_pools_end_although_the_parent_ignores_sigterm():
+    """submitit's jobs install a SIGTERM handler; a forked worker that kept it would never die on terminate()."""
+    import signal
+
+    def too_long(*_):
+        raise TimeoutError("a forked pool did not end")
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None), signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(45)  # a backstop: a hung pool may swallow the alarm's error, the elapsed time below still fails
+    start = time.perf_counter()
+    try:
+        results = forking.run_all([lambda k=k: pid_and_square(k) for k in range(3)], workers=2)
+        assert [r[1] for r in results] == [0, 1, 4]
+        with pytest.raises(BertstoryError, match="body broke"):  # the error path terminates the worker
+            with forking.beside(pid_and_square, 2):
+                fail("body broke")
+        with forking.beside(pid_and_square, 2) as pending:
+            pass
+        assert pending.get()[1] == 4
+        assert time.perf_counter() - start < 30
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGALRM, previous[1])

@@ -21,7 +21,8 @@ PINNED = Path(__file__).resolve().parents[1] / "pinned"
 sys.path.insert(0, str(PINNED))
 from pin import PINS  # noqa: E402
 
-TOLERANCE = {"tiny-quick": 2e-4, "minilm-quick": 2e-4, "minilm-none": 1e-6}  # others: float64, 1e-9
+# float32 MiniLM: round-off of the CPU's own float32 kernels (AVX2 and AMX machines differ by about 1e-6)
+TOLERANCE = {"tiny-quick": 2e-4, "minilm-quick": 2e-4, "minilm-none": 1e-5}  # others: float64, 1e-9
 
 
 def differences(pinned, now, path: str = "") -> list[str]:
