@@ -61,7 +61,7 @@ def save(fig: Figure, out_dir: Path, name: str, caption: str, formats: Sequence[
     paths = {}
     for fmt in formats:
         paths[fmt] = out_dir / f"{name}.{fmt}"
-        fig.savefig(paths[fmt], dpi=DPI, bbox_inches="tight")
+        fig.savefig(paths[fmt], dpi=DPI)  # every figure is laid out by tight_layout already
     return FigureFile(name, caption, paths)
 
 
