@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY3 = dict(num_hidden_layers=3, num_attention_heads=4, hidden_size=32, intermediate_size=64)
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("bench_attribution", ROOT / "benchmarks" / "attribution.py")
+def load_script(name: str):
+    """``benchmarks/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -39,7 +40,7 @@ def load_benchmark():
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_benchmark()
+    return load_script("attribution")
 
 
 @pytest.fixture(scope="module")
@@ -209,13 +210,6 @@ def test_gpu_check_cpu_dry_run(tmp_path):
 
 
 # --------------------------------------------------------------------------- the other benchmarks (smoke runs on tiny)
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_long_segments_extrapolates_from_timed_chunks_and_merges(tmp_path, capsys):

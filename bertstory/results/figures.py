@@ -31,13 +31,12 @@ import torch
 from matplotlib.figure import Figure
 
 from bertstory.forking import run_all
-from bertstory.results.report_options import DEFAULT_SEGMENTS, check_heads
+from bertstory.results.report_options import DEFAULT_FORMATS, DEFAULT_SEGMENTS, check_heads
 from bertstory.results.run import Results
 from bertstory.results.run_metrics import RunMetrics
 from bertstory.stats.clustered import Z95
 from bertstory.stats.patterns import PATTERNS
 
-DEFAULT_FORMATS = ("png",)
 DPI = 110
 
 
@@ -265,7 +264,7 @@ def fig_own_share(metrics: RunMetrics, quartiles: np.ndarray, count: int, tokens
                   formats: Sequence[str] = DEFAULT_FORMATS) -> FigureFile:
     """Figure 4: the own-token share of attribution per layer, median and quartiles ``(L, 3)`` of
     :func:`own_share_quantiles`."""
-    q = quartiles
+    q = quartiles  # (L, 3): 25th, 50th, 75th percentile
     layers = np.arange(q.shape[0])
     fig = Figure(figsize=(5.5, 3.4))
     ax = fig.subplots()

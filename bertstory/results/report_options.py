@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from bertstory.errors import BertstoryError
 
 DEFAULT_SEGMENTS = 3
-DEFAULT_FORMATS = ["png"]
+DEFAULT_FORMATS = ("png",)
 FORMATS = ("png", "pdf", "svg")
 
 
