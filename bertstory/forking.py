@@ -31,20 +31,37 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() and cores() > 1
 
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def _child_setup() -> None:
     """A forked worker: one torch thread, and the default signal handlers back (a parent's handlers, such as
-    submitit's for SIGTERM, would keep the worker alive when its pool shuts down)."""
+    submitit's for SIGTERM, would keep the worker alive when its pool shuts down). The stop signals were
+    blocked across the fork (see :func:`_fork_pool`); one that came meanwhile is delivered, and ends the
+    worker, when they are unblocked here."""
     import torch
 
     torch.set_num_threads(1)
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in _STOP_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def _fork_pool(workers: int) -> multiprocessing.pool.Pool:
+    """Fork the workers with SIGTERM and SIGINT blocked, so that a ``terminate()`` that comes before a
+    worker has run :func:`_child_setup` waits for it instead of meeting the parent's handler (which may
+    ignore it, and then the pool's join hangs). This process gets a signal that came meanwhile on unblocking."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        return multiprocessing.get_context("fork").Pool(workers, initializer=_child_setup)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 @contextmanager
 def _pool(workers: int) -> Iterator[multiprocessing.pool.Pool]:
     """A pool of forked workers that ends by letting them finish (close and join); terminated on an error."""
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_child_setup)
+    pool = _fork_pool(workers)
     try:
         yield pool
     except BaseException:

@@ -1,7 +1,10 @@
 """bertstory.forking: jobs in forked processes give what they give in this process, in order, errors raised."""
 
+import multiprocessing
 import os
+import signal
 import time
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -63,18 +66,32 @@ def test_without_fork_everything_runs_here(monkeypatch):
     assert pending.get()[:2] == (os.getpid(), 36)
 
 
+class PoolHung(Exception):
+    """Not an OSError (as TimeoutError is): multiprocessing's join swallows OSErrors while it waits."""
+
+
+@contextmanager
+def parent_ignoring_sigterm(backstop_s: int):
+    """What a submitit job does (SIGTERM handled in Python), with an alarm that ends a hung pool's join."""
+
+    def too_long(*_):
+        raise PoolHung("a forked pool did not end")
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None), signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(backstop_s)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGALRM, previous[1])
+
+
 @needs_fork
 def test_pools_end_although_the_parent_ignores_sigterm():
     """submitit's jobs install a SIGTERM handler; a forked worker that kept it would never die on terminate()."""
-    import signal
-
-    def too_long(*_):
-        raise TimeoutError("a forked pool did not end")
-
-    previous = signal.signal(signal.SIGTERM, lambda *_: None), signal.signal(signal.SIGALRM, too_long)
-    signal.alarm(45)  # a backstop: a hung pool may swallow the alarm's error, the elapsed time below still fails
     start = time.perf_counter()
-    try:
+    with parent_ignoring_sigterm(backstop_s=45):
         results = forking.run_all([lambda k=k: pid_and_square(k) for k in range(3)], workers=2)
         assert [r[1] for r in results] == [0, 1, 4]
         with pytest.raises(BertstoryError, match="body broke"):  # the error path terminates the worker
@@ -83,8 +100,27 @@ def test_pools_end_although_the_parent_ignores_sigterm():
         with forking.beside(pid_and_square, 2) as pending:
             pass
         assert pending.get()[1] == 4
-        assert time.perf_counter() - start < 30
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGTERM, previous[0])
-        signal.signal(signal.SIGALRM, previous[1])
+    assert time.perf_counter() - start < 30
+    assert multiprocessing.active_children() == []
+
+
+@needs_fork
+def test_a_worker_terminated_before_its_setup_still_ends(monkeypatch):
+    """The race that hung CI on a loaded machine: terminate() reached a worker before it had restored the
+    default SIGTERM handler, so the parent's ignoring handler swallowed it and the pool's join never returned.
+    A slow setup makes the race certain."""
+    setup = forking._child_setup
+
+    def slow_setup():
+        time.sleep(1.0)
+        setup()
+
+    monkeypatch.setattr(forking, "_child_setup", slow_setup)
+    start = time.perf_counter()
+    with parent_ignoring_sigterm(backstop_s=20):
+        with pytest.raises(BertstoryError, match="body broke"):
+            with forking.beside(pid_and_square, 2):
+                fail("body broke")
+    assert time.perf_counter() - start < 10
+    assert multiprocessing.active_children() == []
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()  # this process's mask is as it was
