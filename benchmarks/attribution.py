@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import math
 import os
 import platform
 import random
@@ -50,6 +48,9 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_json import save_json  # noqa: E402  (benchmarks/bench_json.py)
 
 from bertstory.attribution import normalise_rows  # noqa: E402
 from bertstory.attribution.exact import Exact  # noqa: E402
@@ -603,10 +604,7 @@ def main(argv=None) -> dict:
         missing = [k for k in KEYS if k not in res]
         assert not missing, missing
         print(table(res))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in res.items()}
-        args.json.write_text(json.dumps(clean, indent=2) + "\n")
+    save_json(res, args.json)
     return res
 
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
 from attribution import MODELS, PeakMemory, find_segment, sync  # noqa: E402  (benchmarks/attribution.py)
+from bench_json import save_json  # noqa: E402  (benchmarks/bench_json.py)
 
 from bertstory.attribution.exact import Exact  # noqa: E402
 from bertstory.attribution.inputs import input_jacobians  # noqa: E402
@@ -116,8 +117,9 @@ def run(args) -> dict:
         print(name, json.dumps(out["results"][name]), flush=True)
     if args.bf16_tangents:
         r = measure(Exact(dtype="bfloat16", **kw), model, ids, tt, 1, 0.0, chunk_size=args.bf16_tangents, warmup=0)
-        out["results"]["exact_bfloat16"] = r
-        print("exact_bfloat16", json.dumps(r), flush=True)
+        name = f"exact_bfloat16_{args.bf16_tangents}tangents"  # not --methods exact_bfloat16's key: both may run
+        out["results"][name] = r
+        print(name, json.dumps(r), flush=True)
     return out
 
 
@@ -183,9 +185,7 @@ def main(argv=None):
     if args.json and args.merge and args.json.is_file():
         old = json.loads(args.json.read_text())
         res = {**old, "results": {**old["results"], **res["results"]}}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    save_json(res, args.json)
     return res
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 import tempfile
@@ -37,6 +36,9 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_json import save_json  # noqa: E402  (benchmarks/bench_json.py)
 
 SPANS: dict[str, float] = defaultdict(float)
 
@@ -132,9 +134,7 @@ def main(argv=None) -> dict:
           f" (inside trainer.predict: {100 * res['predict_outside_share']:.1f}%)")
     for k, v in parts.items():
         print(f"  {k:<16} {v:8.2f} s  {100 * v / total:5.1f}%")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    save_json(res, args.json)
     return res
 
 

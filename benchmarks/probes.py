@@ -11,7 +11,6 @@ and segments, and the largest absolute difference of any entry; both averaged ov
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -19,8 +18,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from bench_json import save_json  # noqa: E402  (benchmarks/bench_json.py)
 
 from bertstory.attribution import normalise_rows  # noqa: E402
 from bertstory.attribution.exact import Exact  # noqa: E402
@@ -88,9 +89,7 @@ def main(argv=None):
     res = {"model": args.model, "segments": len(segs), "tokens": sum(s[0].shape[1] for s in segs),
            "seeds": args.seeds, "threads": torch.get_num_threads(), "loadavg": os.getloadavg(),
            **curve(enc.model, segs, args.probes, PROBE_KINDS, args.seeds)}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    save_json(res, args.json)
     return res
 
 

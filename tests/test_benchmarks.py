@@ -224,11 +224,13 @@ def test_long_segments_extrapolates_from_timed_chunks_and_merges(tmp_path, capsy
     assert r["extrapolated"] is True and r["tangents"] == 10 * 32 and 0 < r["tangents_timed"] <= r["chunk"]
     assert r["seconds"] == pytest.approx(r["setup_s"] + r["tangents"] * r["s_per_tangent"])
     assert r["memory_mb"] == 64 and r["peak_mb"] >= 0
-    long.main([*base, "--whole-under", "1e9", "--methods", "exact_bfloat16", "--merge"])
+    long.main([*base, "--whole-under", "1e9", "--methods", "exact_bfloat16", "--bf16-tangents", "4", "--merge"])
     merged = json.loads(out.read_text())["results"]
-    assert set(merged) == {"exact_float32", "sketch32_float32", "exact_bfloat16"}
+    assert set(merged) == {"exact_float32", "sketch32_float32", "exact_bfloat16", "exact_bfloat16_4tangents"}
     assert merged["exact_float32"] == r and merged["exact_bfloat16"]["extrapolated"] is False
     assert merged["exact_bfloat16"]["dtype"] == "bfloat16"
+    few = merged["exact_bfloat16_4tangents"]  # its own key: it does not replace the whole segment's figure
+    assert few["extrapolated"] is True and few["chunk"] == 4 and few["dtype"] == "bfloat16"
     capsys.readouterr()
     long.main(["--summarize", str(out)])
     table = capsys.readouterr().out

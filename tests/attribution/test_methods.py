@@ -42,12 +42,6 @@ OPTS = {
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny64):
-    """The shared float64 tiny model (conftest)."""
-    return tiny64
-
-
 def encode(tokenizer, a, b=None):
     e = tokenizer(a, b) if b else tokenizer(a)
     return torch.tensor([e["input_ids"]]), torch.tensor([e["token_type_ids"]])

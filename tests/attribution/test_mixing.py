@@ -29,12 +29,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny64):
-    """The shared float64 tiny model (conftest)."""
-    return tiny64
-
-
-@pytest.fixture(scope="module")
 def segment(tiny):
     e = tiny.tokenizer("The cat sat.", "It purred.")
     return torch.tensor([e["input_ids"]]), torch.tensor([e["token_type_ids"]])

@@ -17,12 +17,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny64):
-    """The shared float64 tiny model (conftest)."""
-    return tiny64
-
-
-@pytest.fixture(scope="module")
 def segment(tiny):
     return encode(tiny.tokenizer, *TEXTS[0])
 
