@@ -29,6 +29,7 @@ class SegmentStatistics:
         self.layers = layers
         self.heads = heads
         self.tokenizer = tokenizer
+        self._scratch: dict[bool, AnalysisMetrics] = {}  # one per with_attribution, reset for each segment
         if tokenizer is not None:
             self.cls_id, self.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
             self.punct_vocab = punct_vocab_mask(tokenizer)
@@ -45,7 +46,10 @@ class SegmentStatistics:
         ids = segment.input_ids[None].to(torch.int64)  # (1, n)
         mask = torch.ones_like(ids)
         with_attr = segment.attribution is not None
-        metrics = AnalysisMetrics(self.layers, self.heads, with_attribution=with_attr)
+        if with_attr not in self._scratch:
+            self._scratch[with_attr] = AnalysisMetrics(self.layers, self.heads, with_attribution=with_attr)
+        metrics = self._scratch[with_attr]
+        metrics.reset()
         attention = segment.attention[None].to(torch.float64)  # (1, L, H, n, n)
         attribution = segment.attribution[None].to(torch.float64) if with_attr else None
         metrics.update(attention, attribution, mask, self.masks(ids, mask))
