@@ -80,10 +80,11 @@ class Results:
                 if not wanted:
                     return
 
-    def segment_stats(self) -> SegmentStats:
+    def segment_stats(self, saved: Iterable[int] | None = None) -> SegmentStats:
         """Every segment's sums ``s_k`` and counts ``n_k`` per LxH table (all segments, not only those whose
-        maps were kept), sorted by dataset index."""
-        return read_segment_stats(self.run_dir)
+        maps were kept), sorted by dataset index; with ``saved``, only those of the shards holding the maps
+        of these saved segments."""
+        return read_segment_stats(self.run_dir, saved)
 
     def tokens(self, input_ids: torch.Tensor) -> list:
         """Token strings of ``input_ids`` with the run's tokenizer, or the ids when it cannot be loaded."""

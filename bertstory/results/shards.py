@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,6 +213,10 @@ class SegmentStats:
         n = self.counts[table_count(table)]
         return n[:, None, None].expand_as(self.sums[table]) if n.ndim == 1 else n
 
+    def means(self, table: str) -> torch.Tensor:
+        """Each segment's own value of the table, ``s_k / n_k`` (K,L,H) float64 (NaN where ``n_k = 0``)."""
+        return self.sums[table].double() / self.count(table).double()
+
 
 def has_segment_stats(run_dir: str | os.PathLike) -> bool:
     """Whether the run's shards keep per-segment statistics (reads one shard header)."""
@@ -223,12 +227,17 @@ def has_segment_stats(run_dir: str | os.PathLike) -> bool:
         return any(k.startswith(SEGMENT) for k in f.keys())
 
 
-def read_segment_stats(run_dir: str | os.PathLike) -> SegmentStats:
-    """Gather the per-segment statistics of every shard of ``run_dir`` (raises BertstoryError when a
-    shard has none: a run made before they were kept)."""
+def read_segment_stats(run_dir: str | os.PathLike, saved: Iterable[int] | None = None) -> SegmentStats:
+    """Gather the per-segment statistics of every shard of ``run_dir``, or of only the shards that hold the
+    maps of the ``saved`` segments (every segment of those shards comes back). Raises BertstoryError when a
+    shard has none: a run made before they were kept."""
     indices: list[torch.Tensor] = []
     parts: dict[str, list[torch.Tensor]] = {}
-    paths = shard_paths(run_dir)
+    if saved is None:
+        paths = shard_paths(run_dir)
+    else:
+        where = segment_shards(run_dir)
+        paths = sorted({where[k] for k in saved})
     if not paths:
         raise BertstoryError(f"{run_dir} holds no shards (maps/rank*-batch*.safetensors): give the directory of a "
                              "finished analysis run")

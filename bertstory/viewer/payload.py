@@ -11,7 +11,7 @@ from bertstory.results.run import Results
 from bertstory.results.run_metrics import Table
 from bertstory.stats.patterns import PATTERNS
 from bertstory.viewer.encode import MAX_ERROR, encode_map
-from bertstory.viewer.segment_stats import SegmentStatistics
+from bertstory.viewer.segment_stats import SegmentStatistics, recorded_tables
 
 DIGITS = 6  # significant digits of the statistics on the page
 
@@ -30,16 +30,18 @@ def run_payload(run: Results, max_segments: int, dtype: str) -> dict[str, Any]:
     """The page's data of one run: facts, corpus tables and the first ``max_segments`` saved segments."""
     m = run.metrics
     indices = run.indices()[:max_segments]
-    stats = SegmentStatistics(m.layers, m.heads, run.tokenizer)
+    recorded = recorded_tables(run, indices)
+    stats = SegmentStatistics(m.layers, m.heads, run.tokenizer)  # for a run whose shards keep no records
     segments = []
     for seg in run.segments(indices):
+        tables = recorded[seg.index] if recorded is not None else stats.tables(seg)
         segments.append({
             "index": seg.index,
             "tokens": [str(t) for t in seg.tokens],
             "ids": seg.input_ids.tolist(),
             "attention": encode_map(seg.attention, dtype),
             "attribution": None if seg.attribution is None else encode_map(seg.attribution, dtype),
-            "stats": {name: rounded(t) for name, t in stats.tables(seg).items()},
+            "stats": {name: rounded(t) for name, t in tables.items()},
         })
     segments.sort(key=lambda s: s["index"])
     return {

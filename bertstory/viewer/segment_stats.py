@@ -1,19 +1,21 @@
 """Per-segment head statistics for the viewer, from the same torchmetrics Metrics as the whole run.
 
 One segment's statistics are those of DESIGN.md "Statistics per (layer, head)" with the corpus
-reduced to that segment: :class:`~bertstory.stats.collection.AnalysisMetrics` updated on the one
-segment, so every formula is the one in :mod:`bertstory.stats` (nothing is re-implemented here).
-They are computed from the saved maps (``writer.dtype``), so they can differ from full-precision
-values in the last digits of a float16 map.
+reduced to that segment. The run computed them already, from the full-precision maps, and its shards
+keep each segment's sums and counts (:func:`recorded_tables` reads them: ``s_k / n_k``). A run made
+before the shards kept them gets them recomputed from the saved maps (:class:`SegmentStatistics`:
+:class:`~bertstory.stats.collection.AnalysisMetrics` updated on the one segment, so every formula is
+still the one in :mod:`bertstory.stats`); those can differ in the last digits of a float16 map.
 """
 
 from __future__ import annotations
 
 import torch
 
-from bertstory.results.run import Segment
+from bertstory.results.run import Results, Segment
 from bertstory.results.run_metrics import RunMetrics, Table
-from bertstory.stats.collection import AnalysisMetrics
+from bertstory.results.shards import has_segment_stats
+from bertstory.stats.collection import AnalysisMetrics, nested
 from bertstory.stats.patterns import pattern_masks, punct_vocab_mask
 
 TOKEN_PATTERNS = ("cls", "sep", "punct")  # patterns whose key sets need the tokenizer
@@ -57,3 +59,15 @@ class SegmentStatistics:
         if self.tokenizer is None:
             tables = {k: v for k, v in tables.items() if k.rsplit("/", 1)[-1] not in TOKEN_PATTERNS}
         return tables
+
+
+def recorded_tables(run: Results, indices: list[int]) -> dict[int, dict[str, Table]] | None:
+    """``{k: {flat name: LxH table}}`` of the saved segments ``indices``, each table the segment's own mean
+    ``s_k / n_k`` from the shards' per-segment records (None, as in metrics.json, where ``n_k = 0``);
+    None for a run whose shards keep no records."""
+    if not indices or not has_segment_stats(run.run_dir):
+        return None
+    stats = run.segment_stats(saved=indices)
+    row = {k: i for i, k in enumerate(stats.indices.tolist())}
+    means = {name: stats.means(name) for name in stats.sums}  # (K, L, H) each
+    return {k: {name: nested(m[row[k]]) for name, m in means.items()} for k in indices}

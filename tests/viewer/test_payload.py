@@ -1,5 +1,6 @@
-"""viewer.html's data, read back in Python: the maps equal the shards, per-segment statistics equal
-explicit loops over the saved maps, the page loads nothing, the CLI's errors are one line."""
+"""viewer.html's data, read back in Python: the maps equal the shards, per-segment statistics (the shards'
+records, or recomputed for shards without them) equal explicit loops over the saved maps, the page loads
+nothing, the CLI's errors are one line."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import shutil
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from bertstory.results.shards import SEGMENT, has_segment_stats
 from bertstory.viewer import build, build_after_run
 from bertstory.viewer.__main__ import main
 from bertstory.viewer.encode import MAX_ERROR, decode_map
@@ -86,6 +90,27 @@ def test_segment_statistics_equal_explicit_loops(exact_run):
                 assert stats["attribution/patterns/prev"][layer][head] == pytest.approx(prev, rel=1e-5)
                 cls_mass = sum(A[layer, head, i, 0] for i in rows) / n  # [CLS] is token 0 only
                 assert stats["attention/patterns/cls"][layer][head] == pytest.approx(cls_mass, rel=1e-5)
+
+
+def test_a_run_without_segment_records_gets_its_statistics_recomputed_from_the_maps(exact_run, tmp_path):
+    """Shards made before they kept per-segment sums: the viewer recomputes each segment's statistics from its
+    maps (float32 here), and they equal the recorded ones the page shows for a current run."""
+    old = tmp_path / "old"
+    shutil.copytree(exact_run, old)
+    for path in (old / "maps").glob("*.safetensors"):
+        with safe_open(str(path), framework="pt") as f:
+            kept = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(SEGMENT)}
+            meta = f.metadata()
+        save_file(kept, str(path), metadata=meta)
+    assert not has_segment_stats(old)
+    (recorded,) = page_data(exact_run / "viewer.html")["runs"]
+    (recomputed,) = page_data(build(old, out=tmp_path / "v.html").path)["runs"]
+    assert [s["index"] for s in recomputed["segments"]] == [s["index"] for s in recorded["segments"]]
+    for a, b in zip(recorded["segments"], recomputed["segments"], strict=True):
+        assert set(a["stats"]) == set(b["stats"])
+        for name in a["stats"]:
+            x, y = np.array(a["stats"][name], dtype=float), np.array(b["stats"][name], dtype=float)
+            np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-9, err_msg=name)
 
 
 def test_corpus_tables_are_metrics_json(exact_run):
