@@ -4,8 +4,8 @@
 ``attention``, ``attribution``, ``uniform``, ``discrepancy``, ``persistence`` and ``stderr`` blocks
 of metrics.json. :func:`metric_state` and :func:`merge_metric_state` move the sum states in and out,
 which is how a batch's delta is saved for ``resume=true`` and added to the running sums.
-:func:`segment_record` reads one segment's sums ``s_k`` per table (and its counts ``n_k``) from a
-metrics object updated with that segment alone: the per-segment statistics kept in the shards.
+:func:`batch_records` reads each segment's sums ``s_k`` per table (and its counts ``n_k``) of the last
+update: the per-segment statistics kept in the shards.
 """
 
 from __future__ import annotations
@@ -204,40 +204,26 @@ def ci_persistence(block: Mapping[str, Any], lift_se: Mapping[str, list[float | 
     return {"lift_stderr": dict(lift_se), "persists_ci": ok}
 
 
-def segment_record(metrics: AnalysisMetrics) -> dict[str, Tensor]:
-    """One segment's sums ``s_k`` (L,H) per table and its counts (``queries`` scalar, ``spearman_queries``
-    (L,H)), read from ``metrics`` updated with that segment alone; float64."""
+def batch_records(metrics: AnalysisMetrics) -> dict[str, Tensor]:
+    """The per-segment statistics of the last :meth:`AnalysisMetrics.update`: each segment's sums ``s_k``
+    ``{table: (B,L,H)}`` and its counts, ``queries`` (B,) and ``spearman_queries`` (B,L,H), float32."""
     children = dict(metrics.named_children())
-    out = {table: getattr(children[child], state).clone() for table, (child, state) in TABLES.items()
-           if child in children}
-    out.update({count: getattr(children[child], state).clone() for count, (child, state) in COUNTS.items()
-                if child in children})
-    return out
+    wanted = {**TABLES, **COUNTS}
+    return {key: children[child].last_batch[state].to(torch.float32) for key, (child, state) in wanted.items()
+            if child in children}
 
 
 def segment_deltas(scratch: AnalysisMetrics, attention: Tensor, attribution: Tensor | None, attention_mask: Tensor,
                    masks: Mapping[str, Tensor], zero_rows: int = 0) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """A batch's delta metric state and its per-segment records, one segment at a time.
+    """A batch's delta metric state and its per-segment records.
 
-    ``scratch`` is reset and updated with each segment alone (padding cut off); the delta is the sum of
-    those states (the batch's ``zero_rows`` added once), the records are each segment's
-    :func:`segment_record` stacked: ``{table: (B,L,H)}``, ``queries`` (B,), ``spearman_queries`` (B,L,H),
-    float32. Inputs as for :meth:`AnalysisMetrics.update`.
+    ``scratch`` is reset and updated with the batch; the delta is its state (:func:`metric_state`), the
+    records are :func:`batch_records`. Inputs as for :meth:`AnalysisMetrics.update`.
     """
-    delta: dict[str, Tensor] = {}
-    records: dict[str, list[Tensor]] = {}
-    for b, n in enumerate(attention_mask.sum(dim=-1).tolist()):
-        scratch.reset()
-        scratch.update(attention[b : b + 1, :, :, :n, :n],
-                       None if attribution is None else attribution[b : b + 1, :, :, :n, :n],
-                       attention_mask[b : b + 1, :n], {p: m[b : b + 1, :n, :n] for p, m in masks.items()})
-        for key, value in metric_state(scratch).items():
-            delta[key] = delta[key] + value if key in delta else value.clone()
-        for key, value in segment_record(scratch).items():
-            records.setdefault(key, []).append(value.to(torch.float32))
-    if "zero_rows.rows" in delta:
-        delta["zero_rows.rows"] += zero_rows
-    return delta, {key: torch.stack(values) for key, values in records.items()}
+    scratch.reset()
+    scratch.update(attention, attribution, attention_mask, masks, zero_rows)
+    delta = {key: value.clone() for key, value in metric_state(scratch).items()}
+    return delta, batch_records(scratch)
 
 
 def metric_state(metrics: torch.nn.Module) -> dict[str, Tensor]:

@@ -65,6 +65,7 @@ class _QueryMean(Metric):
         self.layers = layers
         self.heads = heads
         self.means: dict[str, str] = {}
+        self.last_batch: dict[str, Tensor] = {}  # not a state: the last update's s_k and n_k, see _add_segments
         self._add_state("segments", ())
         self._add_count(COUNT, per_head=False)
 
@@ -90,7 +91,9 @@ class _QueryMean(Metric):
 
     def _add_segments(self, sums: Mapping[str, Tensor], counts: Mapping[str, Tensor]) -> None:
         """Add a batch of segments: per-segment sums ``s_k`` (B,L,H) of each mean and per-segment counts
-        ``n_k``, (B,) or per head (B,L,H), of each count."""
+        ``n_k``, (B,) or per head (B,L,H), of each count. ``last_batch`` keeps them, by state name, until the
+        next update: each segment's own statistics (:func:`bertstory.stats.collection.batch_records`)."""
+        self.last_batch = {**sums, **counts}
         per_head = {}
         self.segments += len(counts[COUNT])
         for name, n in counts.items():
