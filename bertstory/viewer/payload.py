@@ -31,10 +31,11 @@ def run_payload(run: Results, max_segments: int, dtype: str) -> dict[str, Any]:
     m = run.metrics
     indices = run.indices()[:max_segments]
     recorded = recorded_tables(run, indices)
-    stats = SegmentStatistics(m.layers, m.heads, run.tokenizer)  # for a run whose shards keep no records
+    # only a run whose shards keep no per-segment records needs them recomputed from its maps
+    recompute = SegmentStatistics(m.layers, m.heads, run.tokenizer) if recorded is None else None
     segments = []
     for seg in run.segments(indices):
-        tables = recorded[seg.index] if recorded is not None else stats.tables(seg)
+        tables = recompute.tables(seg) if recompute is not None else recorded[seg.index]
         segments.append({
             "index": seg.index,
             "tokens": [str(t) for t in seg.tokens],
