@@ -138,11 +138,7 @@ def read_segment(path: Path, k: int) -> dict[str, torch.Tensor]:
 
 def saved_indices(run_dir: str | os.PathLike) -> list[int]:
     """Sorted dataset indices of the segments whose maps were saved (reads only the shard headers)."""
-    found: set[int] = set()
-    for path in shard_paths(run_dir):
-        with safe_open(str(path), framework="pt") as f:
-            found |= {int(key.split(".")[0]) for key in f.keys() if key.split(".")[0].isdigit()}
-    return sorted(found)
+    return sorted(segment_shards(run_dir))
 
 
 # --------------------------------------------------------------------------- reading progress
